@@ -1,0 +1,300 @@
+//! The command line: `cedargate <command>`. Each command calls the same
+//! library functions the server uses.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::policy::{self, LoadError, PolicySnapshot};
+use crate::policytest;
+
+/// cedargate: an authorization sidecar for multi-tenant applications.
+///
+/// Decisions come from the Cedar policies in a policy directory, validated
+/// against a schema. Every flag can also be set through the environment
+/// variable shown with it.
+#[derive(Debug, Parser)]
+#[command(name = "cedargate", version, about, long_about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and strictly validate the policies against the schema.
+    ///
+    /// Exits 0 when valid; otherwise prints every problem with its file,
+    /// line and a caret under it, and exits 1.
+    Validate(PolicyArgs),
+    /// Format the `.cedar` files of the policy directory in place.
+    Fmt(FmtArgs),
+    /// Decide one request and explain the decision by policy id and location.
+    Check(CheckArgs),
+    /// Run YAML policy test suites and report policy coverage.
+    Test(TestArgs),
+}
+
+/// Where the policies and the schema are.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Directory of `.cedar` policy files (searched recursively).
+    #[arg(long, env = "CEDARGATE_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// Schema file, or a directory of `*.cedarschema` / `*.cedarschema.json` files.
+    #[arg(long, env = "CEDARGATE_SCHEMA", default_value = "schema")]
+    pub schema: PathBuf,
+}
+
+/// `cedargate fmt`.
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Directory of `.cedar` policy files (searched recursively).
+    #[arg(long, env = "CEDARGATE_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// Write nothing; list the files that are not formatted and exit 1 if any.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `cedargate check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Where the policies and the schema are.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The principal, e.g. `User::"alice"`.
+    #[arg(long)]
+    pub principal: String,
+    /// The action, e.g. `Action::"billing.read"` or just `billing.read`.
+    #[arg(long)]
+    pub action: String,
+    /// The resource, e.g. `Organization::"acme"`.
+    #[arg(long)]
+    pub resource: String,
+    /// The request context as a JSON object, e.g. `{"mfa": true}`.
+    #[arg(long, default_value = "{}")]
+    pub context: String,
+    /// A JSON file of entities in Cedar's entity format.
+    #[arg(long)]
+    pub entities: Option<PathBuf>,
+    /// Print the decision as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cedargate test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Where the policies and the schema are.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Suite files or directories searched for `*.yaml` / `*.yml`.
+    #[arg(default_value = "policies/tests")]
+    pub paths: Vec<PathBuf>,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Fail when any policy determined no decision of any case.
+    #[arg(long)]
+    pub require_coverage: bool,
+}
+
+/// Runs a policy-toolchain command and returns the process exit code.
+pub fn run_tool(command: Command) -> ExitCode {
+    match command {
+        Command::Validate(args) => validate(&args),
+        Command::Fmt(args) => fmt(&args),
+        Command::Check(args) => check(&args),
+        Command::Test(args) => test(&args),
+    }
+}
+
+/// Loads the snapshot, printing every problem on failure.
+fn load_or_report(args: &PolicyArgs) -> Option<PolicySnapshot> {
+    match policy::load(&args.policies, &args.schema) {
+        Ok(snapshot) => Some(snapshot),
+        Err(e) => {
+            report_load_error(&e);
+            None
+        }
+    }
+}
+
+fn report_load_error(e: &LoadError) {
+    for problem in e.problems() {
+        eprintln!("{problem:?}");
+    }
+    eprintln!("error: {e}");
+}
+
+fn validate(args: &PolicyArgs) -> ExitCode {
+    match load_or_report(args) {
+        Some(snapshot) => {
+            println!(
+                "ok: {} policies in {} files valid against the schema",
+                snapshot.policies().policies().count(),
+                snapshot.files().len()
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn fmt(args: &FmtArgs) -> ExitCode {
+    let outcomes = match policy::fmt::format_dir(&args.policies, args.check) {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut dirty = false;
+    for outcome in outcomes {
+        match outcome {
+            policy::fmt::FmtOutcome::Unchanged(_) => {}
+            policy::fmt::FmtOutcome::Changed(path) => {
+                dirty = true;
+                let verb = if args.check {
+                    "not formatted"
+                } else {
+                    "formatted"
+                };
+                println!("{verb}: {}", path.display());
+            }
+            policy::fmt::FmtOutcome::Failed(_, report) => {
+                dirty = true;
+                eprintln!("{report:?}");
+            }
+        }
+    }
+    if dirty && args.check {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    let Some(snapshot) = load_or_report(&args.policy) else {
+        return ExitCode::FAILURE;
+    };
+    match check_decision(&snapshot, args) {
+        Ok(decision) if args.json => {
+            let json = serde_json::json!({
+                "decision": decision.as_str(),
+                "reasons": decision.reasons.iter().map(|id| serde_json::json!({
+                    "id": id,
+                    "origin": snapshot.origin(id),
+                })).collect::<Vec<_>>(),
+                "errors": decision.errors,
+            });
+            println!("{json:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(decision) => {
+            println!("decision: {}", decision.as_str().to_uppercase());
+            if decision.reasons.is_empty() && decision.errors.is_empty() {
+                println!("no permit policy matched (default deny)");
+            }
+            for id in &decision.reasons {
+                match snapshot.origin(id) {
+                    Some(o) => {
+                        let effect = if o.effect == cedar_policy::Effect::Permit {
+                            "permit"
+                        } else {
+                            "forbid"
+                        };
+                        println!("  {effect} {id}  {}:{}", o.file, o.line);
+                    }
+                    None => println!("  {id}"),
+                }
+            }
+            for error in &decision.errors {
+                println!("  error: {error}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_decision(snapshot: &PolicySnapshot, args: &CheckArgs) -> Result<policy::Decision, String> {
+    let uid = |field, s: &str| policy::parse_uid(field, &serde_json::Value::String(s.to_owned()));
+    let action = if args.action.contains("::") {
+        args.action.clone()
+    } else {
+        format!("Action::{}", serde_json::Value::String(args.action.clone()))
+    };
+    let principal = uid("principal", &args.principal).map_err(|e| e.to_string())?;
+    let action = uid("action", &action).map_err(|e| e.to_string())?;
+    let resource = uid("resource", &args.resource).map_err(|e| e.to_string())?;
+    let context: serde_json::Value =
+        serde_json::from_str(&args.context).map_err(|e| format!("--context is not JSON: {e}"))?;
+    let entities = match &args.entities {
+        None => serde_json::Value::Array(Vec::new()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?
+        }
+    };
+    let entities = snapshot.entities(entities).map_err(|e| e.to_string())?;
+    let request = snapshot
+        .request(principal, action, resource, context)
+        .map_err(|e| e.to_string())?;
+    Ok(snapshot.decide(&request, &entities))
+}
+
+fn test(args: &TestArgs) -> ExitCode {
+    let Some(snapshot) = load_or_report(&args.policy) else {
+        return ExitCode::FAILURE;
+    };
+    let suites = match policytest::find_suites(&args.paths) {
+        Ok(suites) if suites.is_empty() => {
+            eprintln!("error: no test suite (`*.yaml`) found");
+            return ExitCode::FAILURE;
+        }
+        Ok(suites) => suites,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run = policytest::run(&snapshot, &suites);
+    let mut out = String::new();
+    policytest::print_report(&run, &snapshot, &mut out);
+    print!("{out}");
+
+    if let Some(path) = &args.junit {
+        let written = policytest::junit_xml(&run)
+            .map_err(|e| e.to_string())
+            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: cannot write JUnit XML to `{}`: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let uncovered = run.uncovered();
+    if args.require_coverage && !uncovered.is_empty() {
+        eprintln!(
+            "error: --require-coverage: {} policies determined no case: {}",
+            uncovered.len(),
+            uncovered.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    if run.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,203 @@
+//! The policy engine: a validated snapshot of policies + schema, and the
+//! fail-closed decision function every caller (server, CLI, tests) uses.
+//!
+//! INVARIANT: a `PolicySnapshot` only exists for a policy set that parsed and
+//! passed strict validation against its schema.
+
+mod error;
+pub mod fmt;
+mod load;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Effect, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
+};
+use serde::Serialize;
+
+pub use error::{LoadError, RequestError, render_report};
+pub(crate) use load::list_files;
+pub use load::load;
+
+/// Where a policy was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyOrigin {
+    /// The file, as the policy directory path was given.
+    pub file: String,
+    /// 1-based line of the policy's first token (its annotations).
+    pub line: usize,
+    /// `permit` or `forbid`.
+    #[serde(serialize_with = "serialize_effect")]
+    pub effect: Effect,
+}
+
+fn serialize_effect<S: serde::Serializer>(effect: &Effect, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match effect {
+        Effect::Permit => "permit",
+        Effect::Forbid => "forbid",
+    })
+}
+
+/// A validated policy set with its schema and the origin of every policy.
+#[derive(Debug)]
+pub struct PolicySnapshot {
+    policies: PolicySet,
+    schema: Schema,
+    origins: HashMap<PolicyId, PolicyOrigin>,
+    files: Vec<String>,
+    authorizer: Authorizer,
+}
+
+/// The answer to one request. A Deny is data, not an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// `true` only when Cedar allowed the request and nothing errored.
+    pub allow: bool,
+    /// Ids of the policies that determined the decision (satisfied permits
+    /// for an Allow, satisfied forbids for a Deny; empty for a default deny).
+    pub reasons: Vec<String>,
+    /// Every error met on the way. Any error makes the decision Deny.
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// A Deny caused by an error before evaluation (fail closed).
+    pub fn deny_with_error(error: impl ToString) -> Self {
+        Self {
+            allow: false,
+            reasons: Vec::new(),
+            errors: vec![error.to_string()],
+        }
+    }
+
+    /// `"allow"` or `"deny"`.
+    pub fn as_str(&self) -> &'static str {
+        if self.allow { "allow" } else { "deny" }
+    }
+}
+
+impl PolicySnapshot {
+    fn new(
+        policies: PolicySet,
+        schema: Schema,
+        origins: HashMap<PolicyId, PolicyOrigin>,
+        files: Vec<String>,
+    ) -> Self {
+        Self {
+            policies,
+            schema,
+            origins,
+            files,
+            authorizer: Authorizer::new(),
+        }
+    }
+
+    /// The validated policy set.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The schema the policies were validated against.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The policy files, in load order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Where the policy `id` was written.
+    pub fn origin(&self, id: &str) -> Option<&PolicyOrigin> {
+        self.origins.get(&PolicyId::new(id))
+    }
+
+    /// Every policy id with its origin, sorted by file and line.
+    pub fn policy_ids(&self) -> Vec<(String, &PolicyOrigin)> {
+        let mut ids: Vec<_> = self
+            .origins
+            .iter()
+            .map(|(id, origin)| (id.to_string(), origin))
+            .collect();
+        ids.sort_by(|a, b| (&a.1.file, a.1.line, &a.0).cmp(&(&b.1.file, b.1.line, &b.0)));
+        ids
+    }
+
+    /// Builds a Cedar request validated against the schema: the action must
+    /// exist, the principal and resource types must be ones it applies to,
+    /// and the context must have the declared shape.
+    pub fn request(
+        &self,
+        principal: EntityUid,
+        action: EntityUid,
+        resource: EntityUid,
+        context: serde_json::Value,
+    ) -> Result<Request, RequestError> {
+        let context = Context::from_json_value(context, Some((&self.schema, &action)))
+            .map_err(|e| RequestError::Context(e.to_string()))?;
+        Request::new(principal, action, resource, context, Some(&self.schema))
+            .map_err(|e| RequestError::Schema(e.to_string()))
+    }
+
+    /// Parses Cedar entity JSON and validates it against the schema (the
+    /// schema's action entities are added).
+    pub fn entities(&self, json: serde_json::Value) -> Result<Entities, RequestError> {
+        Entities::from_json_value(json, Some(&self.schema))
+            .map_err(|e| RequestError::Entities(e.to_string()))
+    }
+
+    /// Decides `request` against `entities`. Fail closed: any evaluation
+    /// error (a missing entity, an erroring policy) yields Deny, even where
+    /// Cedar alone would have skipped the erroring policy and allowed.
+    pub fn decide(&self, request: &Request, entities: &Entities) -> Decision {
+        let response = self
+            .authorizer
+            .is_authorized(request, &self.policies, entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        let cedar_allow = response.decision() == cedar_policy::Decision::Allow;
+        let allow = cedar_allow && errors.is_empty();
+        let mut reasons: Vec<String> = if cedar_allow && !allow {
+            // The permits that matched did not determine this Deny; the errors did.
+            Vec::new()
+        } else {
+            response
+                .diagnostics()
+                .reason()
+                .map(|id| id.to_string())
+                .collect()
+        };
+        reasons.sort();
+        Decision {
+            allow,
+            reasons,
+            errors,
+        }
+    }
+}
+
+/// Parses an entity reference given as `Type::"id"` or `{"type": .., "id": ..}`
+/// (also accepting Cedar's `{"__entity": {..}}` form).
+pub fn parse_uid(
+    field: &'static str,
+    value: &serde_json::Value,
+) -> Result<EntityUid, RequestError> {
+    let invalid = |reason: String| RequestError::Uid {
+        field,
+        value: value.to_string(),
+        reason,
+    };
+    match value {
+        serde_json::Value::String(s) => EntityUid::from_str(s).map_err(|e| invalid(e.to_string())),
+        serde_json::Value::Object(_) => {
+            EntityUid::from_json(value.clone()).map_err(|e| invalid(e.to_string()))
+        }
+        _ => Err(invalid(
+            "expected `Type::\"id\"` or an object with `type` and `id`".to_owned(),
+        )),
+    }
+}
