@@ -25,6 +25,9 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the decision sidecar (HTTP): AuthZEN and native decision APIs,
+    /// entity store, policy hot reload, health and metrics.
+    Serve(Box<crate::config::ServeConfig>),
     /// Parse and strictly validate the policies against the schema.
     ///
     /// Exits 0 when valid; otherwise prints every problem with its file,
@@ -103,13 +106,36 @@ pub struct TestArgs {
     pub require_coverage: bool,
 }
 
-/// Runs a policy-toolchain command and returns the process exit code.
-pub fn run_tool(command: Command) -> ExitCode {
+/// Runs a command and returns the process exit code.
+pub fn run(command: Command) -> ExitCode {
     match command {
+        Command::Serve(config) => serve(*config),
         Command::Validate(args) => validate(&args),
         Command::Fmt(args) => fmt(&args),
         Command::Check(args) => check(&args),
         Command::Test(args) => test(&args),
+    }
+}
+
+fn serve(config: crate::config::ServeConfig) -> ExitCode {
+    crate::startup::init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async {
+        let app = crate::startup::Application::build(config).await?;
+        app.run_until_stopped(crate::startup::shutdown_signal()).await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

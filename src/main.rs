@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cedargate::cli::{Cli, run_tool};
+use cedargate::cli::{Cli, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_tool(cli.command)
+    run(cli.command)
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cedar_policy::{PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator};
 use miette::{NamedSource, Report};
+use sha2::{Digest, Sha256};
 
 use super::error::{InFile, LoadError};
 use super::{PolicyOrigin, PolicySnapshot};
@@ -41,7 +42,7 @@ impl SourceFile {
 /// then validates the policies strictly against the schema.
 pub fn load(policies: &Path, schema: &Path) -> Result<PolicySnapshot, LoadError> {
     let mut problems = Vec::new();
-    let schema = load_schema(schema, &mut problems)?;
+    let (schema, schema_digest) = load_schema(schema, &mut problems)?;
     let policy_files = list_files(policies, |p| has_suffix(p, ".cedar"))?;
     if policy_files.is_empty() {
         return Err(LoadError::NoPolicies(policies.to_owned()));
@@ -73,6 +74,7 @@ pub fn load(policies: &Path, schema: &Path) -> Result<PolicySnapshot, LoadError>
         Some(schema) if problems.is_empty() => Ok(PolicySnapshot::new(
             set,
             schema,
+            schema_digest,
             origins,
             policy_files
                 .iter()
@@ -169,7 +171,8 @@ fn policy_lines(text: &str) -> HashMap<String, usize> {
         .collect()
 }
 
-fn load_schema(path: &Path, problems: &mut Vec<Report>) -> Result<Option<Schema>, LoadError> {
+/// The schema, if it is valid, and a digest of its source files.
+fn load_schema(path: &Path, problems: &mut Vec<Report>) -> Result<(Option<Schema>, [u8; 32]), LoadError> {
     let files = if path.is_dir() {
         list_files_shallow(path, is_schema_file)?
     } else {
@@ -179,8 +182,10 @@ fn load_schema(path: &Path, problems: &mut Vec<Report>) -> Result<Option<Schema>
         return Err(LoadError::NoSchema(path.to_owned()));
     }
     let mut fragments = Vec::new();
+    let mut digest = Sha256::new();
     for path in &files {
         let file = SourceFile::read(path)?;
+        digest.update(file.text.as_bytes());
         let parsed = if file.display.ends_with(".json") {
             SchemaFragment::from_json_str(&file.text).map_err(|e| InFile::report(e, file.named()))
         } else {
@@ -193,14 +198,15 @@ fn load_schema(path: &Path, problems: &mut Vec<Report>) -> Result<Option<Schema>
             Err(report) => problems.push(report),
         }
     }
+    let digest = digest.finalize().into();
     if !problems.is_empty() {
-        return Ok(None);
+        return Ok((None, digest));
     }
     match Schema::from_schema_fragments(fragments) {
-        Ok(schema) => Ok(Some(schema)),
+        Ok(schema) => Ok((Some(schema), digest)),
         Err(e) => {
             problems.push(Report::new(e));
-            Ok(None)
+            Ok((None, digest))
         }
     }
 }

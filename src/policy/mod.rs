@@ -44,6 +44,7 @@ fn serialize_effect<S: serde::Serializer>(effect: &Effect, s: S) -> Result<S::Ok
 pub struct PolicySnapshot {
     policies: PolicySet,
     schema: Schema,
+    schema_digest: [u8; 32],
     origins: HashMap<PolicyId, PolicyOrigin>,
     files: Vec<String>,
     authorizer: Authorizer,
@@ -81,12 +82,14 @@ impl PolicySnapshot {
     fn new(
         policies: PolicySet,
         schema: Schema,
+        schema_digest: [u8; 32],
         origins: HashMap<PolicyId, PolicyOrigin>,
         files: Vec<String>,
     ) -> Self {
         Self {
             policies,
             schema,
+            schema_digest,
             origins,
             files,
             authorizer: Authorizer::new(),
@@ -101,6 +104,11 @@ impl PolicySnapshot {
     /// The schema the policies were validated against.
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    /// SHA-256 of the schema source files: equal digests, equal schemas.
+    pub fn schema_digest(&self) -> &[u8; 32] {
+        &self.schema_digest
     }
 
     /// The policy files, in load order.
@@ -134,17 +142,24 @@ impl PolicySnapshot {
         resource: EntityUid,
         context: serde_json::Value,
     ) -> Result<Request, RequestError> {
-        let context = Context::from_json_value(context, Some((&self.schema, &action)))
-            .map_err(|e| RequestError::Context(e.to_string()))?;
+        let context = Context::from_json_value(context, Some((&self.schema, &action))).map_err(
+            |e| match e {
+                // The context is not at fault when the action is unknown.
+                cedar_policy::ContextJsonError::MissingAction(_) => {
+                    RequestError::Schema(with_causes(&e))
+                }
+                _ => RequestError::Context(with_causes(&e)),
+            },
+        )?;
         Request::new(principal, action, resource, context, Some(&self.schema))
-            .map_err(|e| RequestError::Schema(e.to_string()))
+            .map_err(|e| RequestError::Schema(with_causes(&e)))
     }
 
     /// Parses Cedar entity JSON and validates it against the schema (the
     /// schema's action entities are added).
     pub fn entities(&self, json: serde_json::Value) -> Result<Entities, RequestError> {
         Entities::from_json_value(json, Some(&self.schema))
-            .map_err(|e| RequestError::Entities(e.to_string()))
+            .map_err(|e| RequestError::Entities(with_causes(&e)))
     }
 
     /// Decides `request` against `entities`. Fail closed: any evaluation
@@ -178,6 +193,22 @@ impl PolicySnapshot {
             errors,
         }
     }
+}
+
+/// `error` followed by its causes. Cedar keeps the specifics (which entity,
+/// which attribute) in the source chain, not in the top-level message.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Parses an entity reference given as `Type::"id"` or `{"type": .., "id": ..}`

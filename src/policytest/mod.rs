@@ -25,7 +25,10 @@ pub use report::{junit_xml, print_report};
 struct SuiteFile {
     #[serde(default)]
     entities: EntitiesSpec,
-    cases: Vec<CaseSpec>,
+    /// Optional here so that a misspelt `cases` key is reported as the
+    /// unknown key it is, not as a missing `cases`.
+    #[serde(default)]
+    cases: Option<Vec<CaseSpec>>,
     #[serde(flatten)]
     extensions: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -233,6 +236,7 @@ fn run_suite(snapshot: &PolicySnapshot, path: &Path) -> SuiteResult {
     };
     let cases = suite
         .cases
+        .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(i, case)| run_case(snapshot, &entities, i + 1, case))
@@ -354,6 +358,14 @@ fn load_suite(path: &Path) -> Result<SuiteFile, Report> {
             labels = vec![LabeledSpan::at_offset(offset, "here")],
             help = "the keys are `entities` and `cases`; keys starting with `x-` are free",
             "invalid test suite: unknown key `{key}`"
+        )
+        .with_source_code(named()));
+    }
+    if suite.cases.is_none() {
+        return Err(miette::miette!(
+            labels = vec![LabeledSpan::at_offset(0, "here")],
+            help = "the keys are `entities` and `cases`; keys starting with `x-` are free",
+            "invalid test suite: missing key `cases`"
         )
         .with_source_code(named()));
     }

@@ -1,0 +1,247 @@
+//! `cedargate serve` configuration: one struct, filled from flags and
+//! `CEDARGATE_*` environment variables by clap. Tests build it as a literal.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Args;
+
+use crate::cli::PolicyArgs;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Socket to listen on. Tests pass `127.0.0.1:0` and read back the bound port.
+    #[arg(long, env = "CEDARGATE_BIND", default_value = "127.0.0.1:8180")]
+    pub bind: SocketAddr,
+
+    /// Database: `sqlite://FILE` (created and migrated on first start) or
+    /// `postgres://USER:PASSWORD@HOST/DB` for many sidecars sharing one store.
+    #[arg(long, env = "CEDARGATE_DATABASE_URL", default_value = "sqlite://cedargate.db")]
+    pub database_url: DatabaseUrl,
+
+    /// Where the policies and the schema are.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// A JSON file of Cedar entities upserted into the store at start
+    /// (validated against the schema; nothing is written if any is invalid).
+    #[arg(long, env = "CEDARGATE_ENTITIES", value_name = "FILE")]
+    pub entities: Option<PathBuf>,
+
+    /// The API token callers send as `Authorization: Bearer <token>`. When
+    /// unset, a random token is generated on first start and kept in
+    /// `--token-file`.
+    #[arg(long, env = "CEDARGATE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Secret>,
+
+    /// File holding the generated API token (mode 0600). Defaults to
+    /// `cedargate.token` beside the SQLite database (or in the working
+    /// directory for PostgreSQL).
+    #[arg(long, env = "CEDARGATE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Serve without any authentication. For local experiments only: every
+    /// caller can read decisions and write entities.
+    #[arg(long, env = "CEDARGATE_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Maximum number of cached decisions (0 turns the decision cache off).
+    #[arg(long, env = "CEDARGATE_DECISION_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub decision_cache_capacity: u64,
+
+    /// Seconds a cached decision may be served (it is also dropped at once
+    /// when a policy or entity change could affect it).
+    #[arg(long, env = "CEDARGATE_DECISION_CACHE_TTL_SECS", default_value_t = 60)]
+    pub decision_cache_ttl_secs: u64,
+
+    /// Maximum number of parsed entities kept in memory.
+    #[arg(long, env = "CEDARGATE_ENTITY_CACHE_CAPACITY", default_value_t = 200_000)]
+    pub entity_cache_capacity: u64,
+
+    /// Decision log: `off`, `stdout`, or a file path (JSON lines, appended).
+    #[arg(long, env = "CEDARGATE_DECISION_LOG", default_value = "off")]
+    pub decision_log: String,
+
+    /// Fraction of decisions written to the decision log (0.0 to 1.0).
+    #[arg(long, env = "CEDARGATE_DECISION_LOG_SAMPLE", default_value_t = 1.0)]
+    pub decision_log_sample: f64,
+
+    /// Reload the policies when a file under the policy or schema
+    /// directory changes.
+    #[arg(long, env = "CEDARGATE_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch: bool,
+
+    /// How often (milliseconds) to look for entity changes written by other
+    /// sidecars sharing the database (PostgreSQL). Changes made through this
+    /// sidecar take effect before the write returns.
+    #[arg(long, env = "CEDARGATE_SYNC_INTERVAL_MS", default_value_t = 500)]
+    pub sync_interval_ms: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CEDARGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Requests taking longer than this (milliseconds) are answered 503.
+    #[arg(long, env = "CEDARGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl ServeConfig {
+    /// A configuration for tests: port 0, the given database and the
+    /// repository's policies and schema, no watcher, a fixed token.
+    pub fn for_tests(database_url: DatabaseUrl, repo: &std::path::Path) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url,
+            policy: PolicyArgs {
+                policies: repo.join("policies"),
+                schema: repo.join("schema"),
+            },
+            entities: None,
+            api_token: Some(Secret::new("test-token")),
+            token_file: None,
+            insecure_no_auth: false,
+            decision_cache_capacity: 10_000,
+            decision_cache_ttl_secs: 60,
+            entity_cache_capacity: 10_000,
+            decision_log: "off".to_owned(),
+            decision_log_sample: 1.0,
+            watch: false,
+            sync_interval_ms: 100,
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A database URL whose `Debug` and `Display` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The full URL, password included: pass it to the driver, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `true` for `postgres://` and `postgresql://` URLs.
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+
+    /// The SQLite file path, for `sqlite://` URLs.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.0.strip_prefix("sqlite://").or_else(|| self.0.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    fn redacted(&self) -> String {
+        // scheme://user:password@host → scheme://user:***@host
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let credentials = &self.0[scheme_end + 3..at];
+                match credentials.find(':') {
+                    Some(colon) => format!(
+                        "{}{}:***{}",
+                        &self.0[..scheme_end + 3],
+                        &credentials[..colon],
+                        &self.0[at..]
+                    ),
+                    None => self.0.clone(),
+                }
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = DatabaseUrl(s.to_owned());
+        if url.is_postgres() || url.0.starts_with("sqlite:") {
+            Ok(url)
+        } else {
+            Err("expected a `sqlite://` or `postgres://` URL".to_owned())
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A secret string whose `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_the_password() {
+        let url: DatabaseUrl = "postgres://app:hunter2@db.internal/authz".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(format!("{url:?}"), "DatabaseUrl(postgres://app:***@db.internal/authz)");
+        assert!(!url.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn sqlite_path_ignores_query_options() {
+        let url: DatabaseUrl = "sqlite://data/authz.db?mode=rwc".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(url.sqlite_path(), Some(PathBuf::from("data/authz.db")));
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("abc")), "Secret(***)");
+    }
+}

@@ -1,0 +1,103 @@
+//! Database connection and migrations, for SQLite (embedded default) and
+//! PostgreSQL through one `sqlx::AnyPool`.
+//!
+//! `Any` restricts column types to integers, floats, text and blobs, so
+//! timestamps are unix seconds (`i64`) and JSON is text. Placeholders are
+//! written `$1, $2…`, which both backends accept.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::config::DatabaseUrl;
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Connecting failed (the URL is redacted).
+    #[error("cannot connect to `{url}`: {source}")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Opens the database (creating a SQLite file if missing) and applies the
+/// migrations of its backend.
+pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, DbError> {
+    sqlx::any::install_default_drivers();
+    let connect_error = |source| DbError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    let pool = if url.is_postgres() {
+        let options = AnyConnectOptions::from_str(url.expose()).map_err(connect_error)?;
+        AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.disable_statement_logging())
+            .await
+            .map_err(connect_error)?
+    } else {
+        let options = AnyConnectOptions::from_str(&sqlite_url(url.expose())).map_err(connect_error)?;
+        AnyPoolOptions::new()
+            // WAL lets readers proceed during a write; the busy timeout makes
+            // concurrent writers wait for each other instead of failing.
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("pragma journal_mode = wal; pragma busy_timeout = 5000; pragma foreign_keys = on;")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options.disable_statement_logging())
+            .await
+            .map_err(connect_error)?
+    };
+    if url.is_postgres() {
+        sqlx::migrate!("schema/migrations/postgres").run(&pool).await?;
+    } else {
+        sqlx::migrate!("schema/migrations/sqlite").run(&pool).await?;
+    }
+    Ok(pool)
+}
+
+/// Adds `mode=rwc` so that a missing SQLite file is created.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_url;
+
+    #[test]
+    fn a_missing_sqlite_file_is_created() {
+        assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+        assert_eq!(sqlite_url("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+    }
+}

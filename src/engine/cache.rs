@@ -1,0 +1,55 @@
+//! The decision cache (moka). Keys carry the policy revision and the entity
+//! epoch, so entries made before a reload or an entity write are never hit
+//! again; they simply age out.
+
+use std::time::Duration;
+
+use crate::policy::Decision;
+
+use super::RequestUids;
+
+/// What a cached decision depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct DecisionKey {
+    policy_revision: u64,
+    entity_epoch: u64,
+    /// Principal, action, resource and context in one canonical string
+    /// (`serde_json` orders object keys, so equal contexts are equal text).
+    request: String,
+}
+
+impl DecisionKey {
+    pub(super) fn new(policy_revision: u64, entity_epoch: u64, uids: &RequestUids, context: &serde_json::Value) -> Self {
+        Self {
+            policy_revision,
+            entity_epoch,
+            request: format!("{}\u{1f}{}\u{1f}{}\u{1f}{}", uids.principal, uids.action, uids.resource, context),
+        }
+    }
+}
+
+/// A bounded, time-limited cache of decisions; capacity 0 disables it.
+#[derive(Debug)]
+pub(super) struct DecisionCache(Option<moka::sync::Cache<DecisionKey, Decision>>);
+
+impl DecisionCache {
+    pub(super) fn new(capacity: u64, ttl: Duration) -> Self {
+        Self((capacity > 0).then(|| moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build()))
+    }
+
+    pub(super) fn get(&self, key: &DecisionKey) -> Option<Decision> {
+        self.0.as_ref()?.get(key)
+    }
+
+    pub(super) fn insert(&self, key: DecisionKey, decision: Decision) {
+        if let Some(cache) = &self.0 {
+            cache.insert(key, decision);
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate_all();
+        }
+    }
+}

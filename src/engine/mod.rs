@@ -1,0 +1,353 @@
+//! The decision engine: the policy snapshot in force, the entity store, the
+//! decision cache, reloads, metrics and the decision log.
+//!
+//! Read path: load the current `Arc<Loaded>` (lock-free, `arc-swap`), read
+//! the entity epoch, look up the decision cache under (policy revision,
+//! entity epoch, request), and only on a miss build the entity slice and ask
+//! Cedar. Because the key carries both revisions, a reload or an entity
+//! write makes every older entry unreachable at once: no stale decision.
+//!
+//! INVARIANT: every error on the decision path becomes a Deny carrying the
+//! error (fail closed); `decide` itself never fails.
+
+mod cache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{Entity, EntityUid};
+use serde::Serialize;
+
+use crate::cli::PolicyArgs;
+use crate::decisionlog::{DecisionLog, DecisionRecord};
+use crate::entities::EntityStore;
+use crate::metrics::{DecisionLabels, Metrics};
+use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
+use cache::{DecisionCache, DecisionKey};
+
+/// A policy snapshot in force, with its revision.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated policies and schema.
+    pub snapshot: PolicySnapshot,
+    /// Starts at 1 and grows by one per successful reload.
+    pub revision: u64,
+    /// The schema's action entities (with their groups), by uid.
+    actions: HashMap<EntityUid, Entity>,
+    /// Unix seconds when this revision was loaded.
+    pub loaded_at: i64,
+}
+
+impl Loaded {
+    fn new(snapshot: PolicySnapshot, revision: u64) -> Result<Self, LoadError> {
+        let actions = snapshot
+            .schema()
+            .action_entities()
+            .map_err(|e| LoadError::Invalid(vec![miette::miette!("schema action entities: {e}")]))?
+            .iter()
+            .map(|e| (e.uid(), e.clone()))
+            .collect();
+        Ok(Self {
+            snapshot,
+            revision,
+            actions,
+            loaded_at: crate::db::unix_now(),
+        })
+    }
+}
+
+/// One authorization request as callers give it: entity references as
+/// JSON (`Type::"id"` strings or `{"type","id"}` objects), so that a bad
+/// reference is a Deny with a reason rather than a transport error.
+#[derive(Debug, Clone)]
+pub struct AuthzRequest {
+    /// The principal.
+    pub principal: serde_json::Value,
+    /// The action.
+    pub action: serde_json::Value,
+    /// The resource.
+    pub resource: serde_json::Value,
+    /// The context object (`{}` when absent).
+    pub context: serde_json::Value,
+    /// Request-scoped entities (Cedar entity JSON), overriding stored ones.
+    pub entities: Vec<serde_json::Value>,
+}
+
+/// A decision and how it was reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decided {
+    /// The decision, its reasons and errors.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// The policy revision that decided.
+    pub policy_revision: u64,
+    /// Served from the decision cache.
+    pub cached: bool,
+}
+
+/// The outcome of a reload attempt, kept for `GET /v1/policies`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// The last refused reload's diagnostics (file, line, caret), if the
+    /// last attempt failed.
+    pub last_error: Option<String>,
+    /// Unix seconds of the last attempt.
+    pub last_attempt_at: Option<i64>,
+}
+
+/// The decision engine shared by every handler.
+#[derive(Debug)]
+pub struct Engine {
+    policy: PolicyArgs,
+    current: ArcSwap<Loaded>,
+    store: Arc<EntityStore>,
+    decisions: DecisionCache,
+    metrics: Arc<Metrics>,
+    log: DecisionLog,
+    status: std::sync::Mutex<ReloadStatus>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    /// An engine serving `snapshot` (revision 1).
+    pub fn new(
+        policy: PolicyArgs,
+        snapshot: PolicySnapshot,
+        store: Arc<EntityStore>,
+        cache_capacity: u64,
+        cache_ttl: Duration,
+        metrics: Arc<Metrics>,
+        log: DecisionLog,
+    ) -> Result<Self, LoadError> {
+        let loaded = Loaded::new(snapshot, 1)?;
+        metrics.policy_revision.set(1);
+        Ok(Self {
+            policy,
+            current: ArcSwap::from_pointee(loaded),
+            store,
+            decisions: DecisionCache::new(cache_capacity, cache_ttl),
+            metrics,
+            log,
+            status: std::sync::Mutex::new(ReloadStatus::default()),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The snapshot in force. Callers keep the `Arc` for the whole request,
+    /// so a reload never mixes two policy sets in one answer.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.load_full()
+    }
+
+    /// The entity store.
+    pub fn store(&self) -> &Arc<EntityStore> {
+        &self.store
+    }
+
+    /// The last reload's outcome.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Decides one request. Never fails: errors are Denies (fail closed).
+    pub async fn decide(&self, request: &AuthzRequest, request_id: &str) -> Decided {
+        let loaded = self.current();
+        self.decide_with(&loaded, request, request_id).await
+    }
+
+    /// Decides a batch against one snapshot, in order.
+    pub async fn decide_batch(&self, requests: &[AuthzRequest], request_id: &str) -> Vec<Decided> {
+        let loaded = self.current();
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            out.push(self.decide_with(&loaded, request, request_id).await);
+        }
+        out
+    }
+
+    /// Decides against a given snapshot (batches pin one for all items).
+    pub async fn decide_with(&self, loaded: &Loaded, request: &AuthzRequest, request_id: &str) -> Decided {
+        let started = Instant::now();
+        // Read the epoch before any entity: a write during evaluation moves
+        // it, so this answer is cached under a key nobody asks for again.
+        let epoch = self.store.epoch();
+        let parsed = parse_request(request);
+        let key = match &parsed {
+            Ok(p) if request.entities.is_empty() => Some(DecisionKey::new(loaded.revision, epoch, p, &request.context)),
+            _ => None,
+        };
+        let cached = key.as_ref().and_then(|k| self.decisions.get(k));
+        let (decision, hit) = match cached {
+            Some(decision) => (decision, true),
+            None => {
+                let decision = match parsed {
+                    Ok(uids) => self.evaluate(loaded, uids, request).await,
+                    Err(e) => Decision::deny_with_error(e),
+                };
+                // Errors may be transient (an unreachable store): never cache them.
+                if let Some(key) = key.filter(|_| decision.errors.is_empty()) {
+                    self.decisions.insert(key, decision.clone());
+                }
+                (decision, false)
+            }
+        };
+        let elapsed = started.elapsed();
+        self.observe(&decision, hit, elapsed);
+        if self.log.wants() {
+            self.log_decision(request, request_id, &decision, loaded.revision, elapsed, hit);
+        }
+        Decided {
+            decision,
+            policy_revision: loaded.revision,
+            cached: hit,
+        }
+    }
+
+    async fn evaluate(&self, loaded: &Loaded, uids: RequestUids, request: &AuthzRequest) -> Decision {
+        let snapshot = &loaded.snapshot;
+        let RequestUids {
+            principal,
+            action,
+            resource,
+        } = uids;
+        let cedar_request = match snapshot.request(principal.clone(), action.clone(), resource.clone(), request.context.clone()) {
+            Ok(r) => r,
+            Err(e) => return Decision::deny_with_error(e),
+        };
+        let extra = match request_entities(loaded, &request.entities) {
+            Ok(extra) => extra,
+            Err(e) => return Decision::deny_with_error(e),
+        };
+        match self
+            .store
+            .slice(snapshot.schema(), &loaded.actions, [&principal, &resource], &action, extra)
+            .await
+        {
+            Ok(entities) => snapshot.decide(&cedar_request, &entities),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load entities for a decision");
+                Decision::deny_with_error(e)
+            }
+        }
+    }
+
+    fn observe(&self, decision: &Decision, hit: bool, elapsed: Duration) {
+        let m = &self.metrics;
+        m.decisions
+            .get_or_create(&DecisionLabels {
+                decision: decision.as_str(),
+            })
+            .inc();
+        if !decision.errors.is_empty() {
+            m.decision_errors.inc();
+        }
+        if hit {
+            m.cache_hits.inc();
+        } else {
+            m.cache_misses.inc();
+        }
+        m.decision_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    fn log_decision(
+        &self,
+        request: &AuthzRequest,
+        request_id: &str,
+        decision: &Decision,
+        revision: u64,
+        elapsed: Duration,
+        cached: bool,
+    ) {
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => parse_uid("entity", other).map(|u| u.to_string()).unwrap_or_else(|_| other.to_string()),
+        };
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        self.log.write(&DecisionRecord {
+            request_id,
+            time_ms,
+            principal: &show(&request.principal),
+            action: &show(&request.action),
+            resource: &show(&request.resource),
+            decision: decision.as_str(),
+            reasons: &decision.reasons,
+            errors: &decision.errors,
+            policy_revision: revision,
+            latency_us: elapsed.as_micros(),
+            cached,
+        });
+    }
+
+    /// Loads the policy and schema directories again, validates them, and
+    /// only then swaps them in. An invalid set is refused and the previous
+    /// one keeps serving; the diagnostics are kept for `GET /v1/policies`.
+    pub async fn reload(&self) -> Result<u64, Arc<LoadError>> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let args = self.policy.clone();
+        let loaded = tokio::task::spawn_blocking(move || policy::load(&args.policies, &args.schema))
+            .await
+            .unwrap_or_else(|e| Err(LoadError::Invalid(vec![miette::miette!("reload task failed: {e}")])));
+        let now = crate::db::unix_now();
+        let result = loaded.and_then(|snapshot| Loaded::new(snapshot, self.current().revision + 1));
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.last_attempt_at = Some(now);
+        match result {
+            Ok(next) => {
+                let revision = next.revision;
+                let schema_changed = next.snapshot.schema_digest() != self.current().snapshot.schema_digest();
+                self.current.store(Arc::new(next));
+                if schema_changed {
+                    // Stored entities are parsed against the schema.
+                    self.store.clear_cache();
+                }
+                self.decisions.clear();
+                status.last_error = None;
+                self.metrics.policy_revision.set(revision as i64);
+                tracing::info!(revision, "policies reloaded");
+                Ok(revision)
+            }
+            Err(e) => {
+                let rendered = e.render();
+                tracing::error!(diagnostics = %rendered, "policy reload refused; the previous policies keep serving");
+                status.last_error = Some(rendered);
+                self.metrics.reload_failures.inc();
+                Err(Arc::new(e))
+            }
+        }
+    }
+}
+
+/// The parsed entity references of a request.
+#[derive(Debug)]
+struct RequestUids {
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+}
+
+fn parse_request(request: &AuthzRequest) -> Result<RequestUids, RequestError> {
+    Ok(RequestUids {
+        principal: parse_uid("principal", &request.principal)?,
+        action: parse_uid("action", &request.action)?,
+        resource: parse_uid("resource", &request.resource)?,
+    })
+}
+
+/// Request-scoped entities, validated against the schema; the schema's
+/// action entities that parsing adds are left out.
+fn request_entities(loaded: &Loaded, json: &[serde_json::Value]) -> Result<Vec<Entity>, RequestError> {
+    if json.is_empty() {
+        return Ok(Vec::new());
+    }
+    let entities = loaded.snapshot.entities(serde_json::Value::Array(json.to_vec()))?;
+    Ok(entities
+        .iter()
+        .filter(|e| !loaded.actions.contains_key(&e.uid()))
+        .cloned()
+        .collect())
+}

@@ -1,0 +1,376 @@
+//! The entity store: Cedar entities persisted in the `entity` table, a cache
+//! of parsed entities, and the per-request slice the engine evaluates on.
+//!
+//! A decision never sees the whole store: it sees the principal, the
+//! resource, the entities they reference (to `MAX_DEREF_DEPTH` hops, which
+//! covers `principal.getTag(t).org.requireMfa`), every ancestor of those,
+//! and the request's action. Cost therefore follows the size of the slice,
+//! not of the store.
+//!
+//! INVARIANT: after `upsert`/`delete` returns, no cache holds the entities it
+//! changed and `epoch()` has moved, so no decision computed before the write
+//! can be served after it.
+
+mod sql;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cedar_policy::{Entities, Entity, EntityUid, Schema};
+use sqlx::AnyPool;
+
+pub use sql::StoreError;
+
+/// How many attribute/tag hops from the principal and the resource are
+/// loaded. Two hops reach `principal.getTag(t).org` (User → Membership →
+/// Organization) and `resource.account` / `resource.org`.
+pub const MAX_DEREF_DEPTH: usize = 2;
+
+/// A stored entity, parsed once and shared.
+#[derive(Debug)]
+struct Parsed {
+    entity: Entity,
+    parents: Vec<EntityUid>,
+    /// Entities referenced from attributes and tags.
+    refs: Vec<EntityUid>,
+}
+
+/// Why an entity write was refused. Nothing is written when any entity of
+/// the request is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The body does not describe valid entities for the schema.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Entity persistence and the parsed-entity cache.
+#[derive(Debug)]
+pub struct EntityStore {
+    pool: AnyPool,
+    /// `None` caches "not in the store", so unknown resources cost one query.
+    cache: moka::sync::Cache<EntityUid, Option<Arc<Parsed>>>,
+    /// Moves on every invalidation; decision-cache keys include it.
+    epoch: AtomicU64,
+    /// Highest store revision whose changes this process has applied.
+    synced: AtomicU64,
+}
+
+impl EntityStore {
+    /// A store over `pool` caching up to `capacity` parsed entities.
+    pub fn new(pool: AnyPool, capacity: u64) -> Self {
+        Self {
+            pool,
+            cache: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            epoch: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        }
+    }
+
+    /// The database pool (shared with the invitation service).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The invalidation epoch: any entity change moves it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Number of parsed entities currently cached.
+    pub fn cached(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Forgets every parsed entity (after a schema change, parsing may differ).
+    pub fn clear_cache(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+    }
+
+    /// Validates `json` (an array of Cedar entities) against `schema`, then
+    /// writes all of them in one transaction. Returns how many were written.
+    pub async fn upsert(&self, schema: &Schema, json: serde_json::Value) -> Result<usize, WriteError> {
+        let rows = normalize(schema, json)?;
+        let count = rows.len();
+        sql::upsert(&self.pool, &rows).await?;
+        self.invalidate(rows.iter().map(|(uid, _)| uid.clone()));
+        Ok(count)
+    }
+
+    /// Writes already-validated entity rows inside the caller's transaction
+    /// (the invitation service projects its rows this way). The caller
+    /// must call [`EntityStore::invalidate`] after committing.
+    pub async fn upsert_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        schema: &Schema,
+        json: serde_json::Value,
+    ) -> Result<Vec<EntityUid>, WriteError> {
+        let rows = normalize(schema, json)?;
+        sql::upsert_in(tx, &rows).await?;
+        Ok(rows.into_iter().map(|(uid, _)| uid).collect())
+    }
+
+    /// Deletes one entity. Returns `false` if it did not exist.
+    pub async fn delete(&self, uid: &EntityUid) -> Result<bool, StoreError> {
+        let deleted = sql::delete(&self.pool, uid).await?;
+        self.invalidate([uid.clone()]);
+        Ok(deleted)
+    }
+
+    /// Drops `uids` from the cache and moves the epoch. Call after every
+    /// committed write.
+    pub fn invalidate(&self, uids: impl IntoIterator<Item = EntityUid>) {
+        for uid in uids {
+            self.cache.invalidate(&uid);
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Applies changes other processes wrote since the last call (the
+    /// sidecars sharing a PostgreSQL store). Returns how many entities were
+    /// invalidated.
+    pub async fn sync(&self) -> Result<usize, StoreError> {
+        let seen = self.synced.load(Ordering::Acquire);
+        let (revision, changed) = sql::changes_since(&self.pool, seen).await?;
+        if revision <= seen {
+            return Ok(0);
+        }
+        let n = changed.len();
+        self.invalidate(changed);
+        self.synced.fetch_max(revision, Ordering::AcqRel);
+        Ok(n)
+    }
+
+    /// Marks every change up to now as applied (at start, when caches are empty).
+    pub async fn mark_synced(&self) -> Result<(), StoreError> {
+        let revision = sql::revision(&self.pool).await?;
+        self.synced.fetch_max(revision, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sql::revision(&self.pool).await.map(|_| ())
+    }
+
+    /// Number of stored entities.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        sql::count(&self.pool).await
+    }
+
+    /// Loads one entity, from the cache or the database.
+    async fn get(&self, schema: &Schema, uid: &EntityUid) -> Result<Option<Arc<Parsed>>, SliceError> {
+        if let Some(hit) = self.cache.get(uid) {
+            return Ok(hit);
+        }
+        let epoch = self.epoch();
+        let parsed = match sql::get(&self.pool, uid).await? {
+            None => None,
+            Some(body) => Some(Arc::new(parse(schema, &body).map_err(|e| SliceError::Corrupt {
+                uid: uid.to_string(),
+                reason: e,
+            })?)),
+        };
+        self.cache.insert(uid.clone(), parsed.clone());
+        // A write that committed while we read may have invalidated before
+        // our insert; if the epoch moved, drop what we inserted (see INVARIANT).
+        if self.epoch() != epoch {
+            self.cache.invalidate(uid);
+        }
+        Ok(parsed)
+    }
+
+    /// Builds the entities one request needs. `extra` (request-scoped
+    /// entities) take precedence over stored entities with the same uid.
+    pub async fn slice(
+        &self,
+        schema: &Schema,
+        actions: &HashMap<EntityUid, Entity>,
+        roots: [&EntityUid; 2],
+        action: &EntityUid,
+        extra: Vec<Entity>,
+    ) -> Result<Entities, SliceError> {
+        // Request-scoped entities take the place of stored ones; their
+        // parents are followed like those of stored entities.
+        let mut out: HashMap<EntityUid, Entity> = extra.into_iter().map(|e| (e.uid(), e)).collect();
+        let request_scoped: HashSet<EntityUid> = out.keys().cloned().collect();
+        // The smallest depth each entity was expanded at: an entity met first
+        // as an ancestor and later as a nearer reference is expanded again.
+        let mut expanded: HashMap<EntityUid, usize> = HashMap::new();
+        // (uid, depth); ancestors are queued at depth MAX so that only their
+        // parents are followed, not their references.
+        let mut queue: VecDeque<(EntityUid, usize)> = roots.iter().map(|u| ((*u).clone(), 0)).collect();
+        for entity in out.values() {
+            queue.extend(entity_parents(entity).into_iter().map(|p| (p, MAX_DEREF_DEPTH)));
+        }
+
+        while let Some((uid, depth)) = queue.pop_front() {
+            if request_scoped.contains(&uid) || expanded.get(&uid).is_some_and(|d| *d <= depth) {
+                continue;
+            }
+            expanded.insert(uid.clone(), depth);
+            let Some(parsed) = self.get(schema, &uid).await? else {
+                continue;
+            };
+            for parent in &parsed.parents {
+                queue.push_back((parent.clone(), MAX_DEREF_DEPTH));
+            }
+            if depth < MAX_DEREF_DEPTH {
+                for r in &parsed.refs {
+                    queue.push_back((r.clone(), depth + 1));
+                }
+            }
+            out.entry(uid).or_insert_with(|| parsed.entity.clone());
+        }
+        if let Some(entity) = actions.get(action) {
+            add_action(actions, entity, &mut out);
+        }
+        Entities::from_entities(out.into_values(), None).map_err(|e| SliceError::Build(e.to_string()))
+    }
+}
+
+/// Adds an action entity and its ancestors (action groups).
+fn add_action(actions: &HashMap<EntityUid, Entity>, entity: &Entity, out: &mut HashMap<EntityUid, Entity>) {
+    if out.insert(entity.uid(), entity.clone()).is_some() {
+        return;
+    }
+    for parent in entity_parents(entity) {
+        if let Some(p) = actions.get(&parent) {
+            add_action(actions, p, out);
+        }
+    }
+}
+
+fn entity_parents(entity: &Entity) -> Vec<EntityUid> {
+    let (_, _, parents) = entity.clone().into_inner();
+    parents.into_iter().collect()
+}
+
+/// Why a slice could not be built. On the decision path this is a Deny.
+#[derive(Debug, thiserror::Error)]
+pub enum SliceError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored entity no longer parses against the current schema.
+    #[error("stored entity `{uid}` does not match the schema: {reason}")]
+    Corrupt {
+        /// The entity.
+        uid: String,
+        /// Cedar's message.
+        reason: String,
+    },
+    /// Cedar refused the slice (e.g. a hierarchy cycle).
+    #[error("cannot build the entity slice: {0}")]
+    Build(String),
+}
+
+/// Validates an array of entities against the schema and returns each with
+/// its normalized JSON (what is stored).
+fn normalize(schema: &Schema, json: serde_json::Value) -> Result<Vec<(EntityUid, String)>, WriteError> {
+    let serde_json::Value::Array(items) = &json else {
+        return Err(WriteError::Invalid("expected a JSON array of entities".to_owned()));
+    };
+    let mut given: Vec<EntityUid> = Vec::with_capacity(items.len());
+    let mut unique: HashSet<EntityUid> = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let uid = item
+            .get("uid")
+            .ok_or_else(|| WriteError::Invalid(format!("entity #{i} has no `uid`")))
+            .and_then(|u| {
+                EntityUid::from_json(u.clone())
+                    .map_err(|e| WriteError::Invalid(format!("entity #{i} has an invalid `uid`: {e}")))
+            })?;
+        if !unique.insert(uid.clone()) {
+            return Err(WriteError::Invalid(format!("`{uid}` appears twice")));
+        }
+        given.push(uid);
+    }
+    let entities =
+        Entities::from_json_value(json, Some(schema)).map_err(|e| WriteError::Invalid(e.to_string()))?;
+    let actions: HashSet<EntityUid> = schema
+        .action_entities()
+        .map_err(|e| WriteError::Invalid(e.to_string()))?
+        .iter()
+        .map(Entity::uid)
+        .collect();
+    given
+        .into_iter()
+        // Action entities come from the schema (Cedar checked that any given
+        // here agree with it); storing them would only duplicate it.
+        .filter(|uid| !actions.contains(uid))
+        .map(|uid| {
+            let entity = entities
+                .get(&uid)
+                .ok_or_else(|| WriteError::Invalid(format!("`{uid}` was not accepted")))?;
+            let body = entity
+                .to_json_value()
+                .map_err(|e| WriteError::Invalid(format!("`{uid}`: {e}")))?;
+            Ok((uid, body.to_string()))
+        })
+        .collect()
+}
+
+fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let mut refs = Vec::new();
+    for key in ["attrs", "tags"] {
+        if let Some(v) = value.get(key) {
+            collect_refs(v, &mut refs);
+        }
+    }
+    let parents = value
+        .get("parents")
+        .and_then(|p| p.as_array())
+        .map(|ps| ps.iter().filter_map(|p| EntityUid::from_json(p.clone()).ok()).collect())
+        .unwrap_or_default();
+    let entity = Entity::from_json_value(value, Some(schema)).map_err(|e| e.to_string())?;
+    Ok(Parsed { entity, parents, refs })
+}
+
+/// Entity references (`{"__entity": {"type", "id"}}`) anywhere in a value.
+fn collect_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(target) = map.get("__entity") {
+                if let Ok(uid) = EntityUid::from_json(target.clone()) {
+                    out.push(uid);
+                }
+                return;
+            }
+            for v in map.values() {
+                collect_refs(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn references_are_found_in_records_sets_and_tags() {
+        let mut out = Vec::new();
+        collect_refs(
+            &json!({
+                "org": {"__entity": {"type": "Organization", "id": "acme"}},
+                "restrictions": {"active": [{"__entity": {"type": "Account", "id": "a1"}}]},
+                "name": "x"
+            }),
+            &mut out,
+        );
+        let names: Vec<String> = out.iter().map(|u| u.to_string()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&r#"Organization::"acme""#.to_owned()));
+        assert!(names.contains(&r#"Account::"a1""#.to_owned()));
+    }
+}

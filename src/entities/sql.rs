@@ -1,0 +1,140 @@
+//! SQL of the entity store. Every write bumps `store_revision` and records
+//! what it changed in `entity_change`, in the same transaction.
+
+use cedar_policy::EntityUid;
+use sqlx::{AnyPool, Row};
+
+/// A database failure of the entity store.
+#[derive(Debug, thiserror::Error)]
+#[error("entity store: {0}")]
+pub struct StoreError(#[from] sqlx::Error);
+
+/// How many changes are kept for other sidecars to catch up on; older ones
+/// are pruned on write (a sidecar further behind clears its whole cache).
+const CHANGE_LOG_KEEP: i64 = 100_000;
+
+fn type_and_id(uid: &EntityUid) -> (String, String) {
+    (uid.type_name().to_string(), uid.id().unescaped().to_owned())
+}
+
+pub(super) async fn get(pool: &AnyPool, uid: &EntityUid) -> Result<Option<String>, StoreError> {
+    let (ty, id) = type_and_id(uid);
+    let row = sqlx::query("select body from entity where entity_type = $1 and entity_id = $2")
+        .bind(ty)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| r.get::<String, _>(0)))
+}
+
+pub(super) async fn upsert(pool: &AnyPool, rows: &[(EntityUid, String)]) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    upsert_in(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn upsert_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(EntityUid, String)],
+) -> Result<(), StoreError> {
+    let revision = bump_revision(tx).await?;
+    let now = crate::db::unix_now();
+    for (uid, body) in rows {
+        let (ty, id) = type_and_id(uid);
+        sqlx::query(
+            "insert into entity (entity_type, entity_id, body, updated_at) values ($1, $2, $3, $4)
+             on conflict (entity_type, entity_id) do update set body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(&ty)
+        .bind(&id)
+        .bind(body)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        record_change(tx, revision, &ty, &id).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn delete(pool: &AnyPool, uid: &EntityUid) -> Result<bool, StoreError> {
+    let (ty, id) = type_and_id(uid);
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query("delete from entity where entity_type = $1 and entity_id = $2")
+        .bind(&ty)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if deleted {
+        let revision = bump_revision(&mut tx).await?;
+        record_change(&mut tx, revision, &ty, &id).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
+    let revision: i64 = sqlx::query("update store_revision set revision = revision + 1 where id = 1 returning revision")
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+    sqlx::query("delete from entity_change where revision < $1")
+        .bind(revision - CHANGE_LOG_KEEP)
+        .execute(&mut **tx)
+        .await?;
+    Ok(revision)
+}
+
+async fn record_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    revision: i64,
+    ty: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("insert into entity_change (revision, entity_type, entity_id) values ($1, $2, $3)")
+        .bind(revision)
+        .bind(ty)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn revision(pool: &AnyPool) -> Result<u64, StoreError> {
+    let revision: i64 = sqlx::query("select revision from store_revision where id = 1")
+        .fetch_one(pool)
+        .await?
+        .get(0);
+    Ok(revision.max(0) as u64)
+}
+
+pub(super) async fn count(pool: &AnyPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query("select count(*) from entity").fetch_one(pool).await?.get(0))
+}
+
+/// The current revision and the entities changed after `since`.
+pub(super) async fn changes_since(pool: &AnyPool, since: u64) -> Result<(u64, Vec<EntityUid>), StoreError> {
+    let current = revision(pool).await?;
+    if current <= since {
+        return Ok((current, Vec::new()));
+    }
+    let rows = sqlx::query(
+        "select entity_type, entity_id from entity_change where revision > $1 and revision <= $2",
+    )
+    .bind(since as i64)
+    .bind(current as i64)
+    .fetch_all(pool)
+    .await?;
+    let uids = rows
+        .into_iter()
+        .filter_map(|r| {
+            let ty: String = r.get(0);
+            let id: String = r.get(1);
+            let ty = ty.parse().ok()?;
+            Some(EntityUid::from_type_name_and_id(ty, cedar_policy::EntityId::new(id)))
+        })
+        .collect();
+    Ok((current, uids))
+}

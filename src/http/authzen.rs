@@ -1,0 +1,244 @@
+//! The AuthZEN Authorization API 1.0: single and batch evaluation, and the
+//! PDP metadata document.
+//!
+//! Mapping to Cedar: `subject` → principal and `resource` → resource (their
+//! `type` and `id` form the entity uid); `action.name` → `Action::"name"`
+//! (a name containing `::` is taken as a full uid, for namespaced schemas);
+//! `context` → the Cedar context. `properties`, when given, become the
+//! entity's attributes for this request, replacing the stored entity.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, RequestId};
+use super::native::MAX_BATCH;
+use crate::engine::{AuthzRequest, Decided};
+
+/// A subject or resource.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct Entity {
+    /// The Cedar entity type, e.g. `User`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The entity id.
+    pub id: String,
+    /// Attributes for this request (replace the stored entity).
+    #[serde(default)]
+    pub properties: Option<serde_json::Map<String, Value>>,
+}
+
+/// The action.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct Action {
+    /// The Cedar action id, e.g. `billing.read`.
+    pub name: String,
+}
+
+/// `POST /access/v1/evaluation`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EvaluationRequest {
+    /// Who.
+    pub subject: Entity,
+    /// Does what.
+    pub action: Action,
+    /// On what.
+    pub resource: Entity,
+    /// In which context.
+    #[serde(default)]
+    pub context: Option<Value>,
+}
+
+/// One item of a batch; missing parts are taken from the batch's defaults.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EvaluationItem {
+    /// Who (default: the batch's `subject`).
+    pub subject: Option<Entity>,
+    /// Does what (default: the batch's `action`).
+    pub action: Option<Action>,
+    /// On what (default: the batch's `resource`).
+    pub resource: Option<Entity>,
+    /// Context (default: the batch's `context`).
+    pub context: Option<Value>,
+}
+
+/// How a batch is executed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Semantic {
+    /// Evaluate every item.
+    #[default]
+    ExecuteAll,
+    /// Stop after the first deny.
+    DenyOnFirstDeny,
+    /// Stop after the first permit.
+    PermitOnFirstPermit,
+}
+
+/// Batch options.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct Options {
+    /// `execute_all` (default), `deny_on_first_deny` or `permit_on_first_permit`.
+    #[serde(default)]
+    pub evaluations_semantic: Semantic,
+}
+
+/// `POST /access/v1/evaluations`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EvaluationsRequest {
+    /// Default subject.
+    pub subject: Option<Entity>,
+    /// Default action.
+    pub action: Option<Action>,
+    /// Default resource.
+    pub resource: Option<Entity>,
+    /// Default context.
+    pub context: Option<Value>,
+    /// The items; absent or empty means one evaluation of the defaults.
+    #[serde(default)]
+    pub evaluations: Vec<EvaluationItem>,
+    /// Execution options.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// One decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvaluationResponse {
+    /// `true` for permit.
+    pub decision: bool,
+    /// `reason_admin` (determining policies, errors) and the policy revision.
+    pub context: Value,
+}
+
+/// The decisions of a batch, in order (shorter than the request when a
+/// short-circuit semantic stopped early).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvaluationsResponse {
+    /// One decision per evaluated item.
+    pub evaluations: Vec<EvaluationResponse>,
+}
+
+fn uid(entity: &Entity) -> Value {
+    json!({"type": entity.kind, "id": entity.id})
+}
+
+fn to_request(subject: &Entity, action: &Action, resource: &Entity, context: Option<&Value>) -> AuthzRequest {
+    let action_uid = if action.name.contains("::") {
+        Value::String(action.name.clone())
+    } else {
+        json!({"type": "Action", "id": action.name})
+    };
+    let entities = [subject, resource]
+        .into_iter()
+        .filter_map(|e| {
+            let props = e.properties.as_ref()?;
+            Some(json!({"uid": uid(e), "attrs": props, "parents": []}))
+        })
+        .collect();
+    AuthzRequest {
+        principal: uid(subject),
+        action: action_uid,
+        resource: uid(resource),
+        context: context.cloned().unwrap_or_else(|| json!({})),
+        entities,
+    }
+}
+
+fn respond(decided: Decided) -> EvaluationResponse {
+    let d = &decided.decision;
+    let summary = match (d.allow, d.reasons.is_empty(), d.errors.is_empty()) {
+        (_, _, false) => format!("denied because of errors: {}", d.errors.join("; ")),
+        (true, _, true) => format!("permitted by {}", d.reasons.join(", ")),
+        (false, true, true) => "no policy permits this request".to_owned(),
+        (false, false, true) => format!("forbidden by {}", d.reasons.join(", ")),
+    };
+    EvaluationResponse {
+        decision: d.allow,
+        context: json!({
+            "reason_admin": {"en": summary, "policies": d.reasons, "errors": d.errors},
+            "policy_revision": decided.policy_revision,
+        }),
+    }
+}
+
+/// Decides one request (AuthZEN Access Evaluation API).
+#[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen",
+    request_body = EvaluationRequest,
+    responses((status = 200, body = EvaluationResponse), (status = 400, description = "malformed request")))]
+pub async fn evaluation(
+    State(state): State<AppState>,
+    RequestId(id): RequestId,
+    ApiJson(req): ApiJson<EvaluationRequest>,
+) -> Json<EvaluationResponse> {
+    let request = to_request(&req.subject, &req.action, &req.resource, req.context.as_ref());
+    Json(respond(state.engine.decide(&request, &id).await))
+}
+
+/// Decides a batch (AuthZEN Access Evaluations API).
+#[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen",
+    request_body = EvaluationsRequest,
+    responses((status = 200, body = EvaluationsResponse), (status = 400, description = "malformed request")))]
+pub async fn evaluations(
+    State(state): State<AppState>,
+    RequestId(id): RequestId,
+    ApiJson(req): ApiJson<EvaluationsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let missing = |what: &str, i: usize| ApiError::bad_request(format!("evaluation {i}: no `{what}` here nor at the top level"));
+    if req.evaluations.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!("a batch holds at most {MAX_BATCH} evaluations")));
+    }
+    if req.evaluations.is_empty() {
+        // Without items, the request is a single evaluation of the defaults.
+        let (Some(s), Some(a), Some(r)) = (&req.subject, &req.action, &req.resource) else {
+            return Err(ApiError::bad_request("`subject`, `action` and `resource` are required"));
+        };
+        let decided = state.engine.decide(&to_request(s, a, r, req.context.as_ref()), &id).await;
+        return Ok(Json(json!(respond(decided))));
+    }
+    let mut requests = Vec::with_capacity(req.evaluations.len());
+    for (i, item) in req.evaluations.iter().enumerate() {
+        let subject = item.subject.as_ref().or(req.subject.as_ref()).ok_or_else(|| missing("subject", i))?;
+        let action = item.action.as_ref().or(req.action.as_ref()).ok_or_else(|| missing("action", i))?;
+        let resource = item.resource.as_ref().or(req.resource.as_ref()).ok_or_else(|| missing("resource", i))?;
+        let context = item.context.as_ref().or(req.context.as_ref());
+        requests.push(to_request(subject, action, resource, context));
+    }
+    let loaded = state.engine.current();
+    let mut out = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let decided = state.engine.decide_with(&loaded, request, &id).await;
+        let allow = decided.decision.allow;
+        out.push(respond(decided));
+        let stop = match req.options.evaluations_semantic {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !allow,
+            Semantic::PermitOnFirstPermit => allow,
+        };
+        if stop {
+            break;
+        }
+    }
+    Ok(Json(json!(EvaluationsResponse { evaluations: out })))
+}
+
+/// The PDP metadata document (AuthZEN discovery). Public.
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen",
+    responses((status = 200, description = "PDP metadata")))]
+pub async fn configuration(headers: HeaderMap) -> Json<Value> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let base = format!("http://{host}");
+    Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+}

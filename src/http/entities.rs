@@ -1,0 +1,51 @@
+//! Host-owned entities: upsert and delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::ApiJson;
+
+/// How many entities were written.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Upserted {
+    /// The number of entities written.
+    pub upserted: usize,
+}
+
+/// Upserts entities (a JSON array in Cedar's entity format), validated
+/// against the schema; if any is invalid, nothing is written.
+#[utoipa::path(put, path = "/v1/entities", tag = "entities",
+    request_body(content = Vec<Object>, description = "Cedar entity JSON: [{\"uid\", \"attrs\", \"parents\", \"tags\"}]"),
+    responses((status = 200, body = Upserted), (status = 400, description = "invalid entities; nothing written")))]
+pub async fn put_entities(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<Upserted>, ApiError> {
+    let loaded = state.engine.current();
+    let upserted = state.engine.store().upsert(loaded.snapshot.schema(), body).await?;
+    Ok(Json(Upserted { upserted }))
+}
+
+/// Deletes one entity.
+#[utoipa::path(delete, path = "/v1/entities/{type}/{id}", tag = "entities",
+    params(("type" = String, Path, description = "entity type, e.g. `Account`"), ("id" = String, Path, description = "entity id")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such entity")))]
+pub async fn delete_entity(
+    State(state): State<AppState>,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let type_name = kind
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid entity type `{kind}`: {e}")))?;
+    let uid = cedar_policy::EntityUid::from_type_name_and_id(type_name, cedar_policy::EntityId::new(&id));
+    if state.engine.store().delete(&uid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no entity `{uid}`")))
+    }
+}

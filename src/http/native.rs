@@ -1,0 +1,116 @@
+//! The native Cedar-shaped decision API.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, RequestId};
+use crate::engine::{AuthzRequest, Decided};
+
+/// Largest batch accepted in one call.
+pub const MAX_BATCH: usize = 10_000;
+
+/// One request: principal, action and resource as Cedar uids, either
+/// `"User::\"alice\""` or `{"type": "User", "id": "alice"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct IsAuthorizedRequest {
+    /// The principal.
+    pub principal: serde_json::Value,
+    /// The action, e.g. `Action::"billing.read"`.
+    pub action: serde_json::Value,
+    /// The resource.
+    pub resource: serde_json::Value,
+    /// The request context.
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+    /// Request-scoped entities (Cedar entity JSON) that override stored ones.
+    #[serde(default)]
+    pub entities: Vec<serde_json::Value>,
+}
+
+impl From<IsAuthorizedRequest> for AuthzRequest {
+    fn from(r: IsAuthorizedRequest) -> Self {
+        AuthzRequest {
+            principal: r.principal,
+            action: r.action,
+            resource: r.resource,
+            context: r.context.unwrap_or_else(|| serde_json::json!({})),
+            entities: r.entities,
+        }
+    }
+}
+
+/// The answer: a Deny is a 200 like an Allow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IsAuthorizedResponse {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// Ids of the policies that determined the decision.
+    pub reasons: Vec<String>,
+    /// Errors met; any error makes the decision `deny`.
+    pub errors: Vec<String>,
+    /// The policy revision that decided.
+    pub policy_revision: u64,
+    /// Served from the decision cache.
+    pub cached: bool,
+}
+
+impl From<Decided> for IsAuthorizedResponse {
+    fn from(d: Decided) -> Self {
+        Self {
+            decision: d.decision.as_str(),
+            reasons: d.decision.reasons,
+            errors: d.decision.errors,
+            policy_revision: d.policy_revision,
+            cached: d.cached,
+        }
+    }
+}
+
+/// A batch of requests, decided in order against one policy revision.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    /// The requests.
+    pub requests: Vec<IsAuthorizedRequest>,
+}
+
+/// The answers, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One answer per request.
+    pub results: Vec<IsAuthorizedResponse>,
+}
+
+/// Decides one request.
+#[utoipa::path(post, path = "/v1/is_authorized", tag = "decisions",
+    request_body = IsAuthorizedRequest,
+    responses((status = 200, body = IsAuthorizedResponse), (status = 400, description = "malformed request")))]
+pub async fn is_authorized(
+    State(state): State<AppState>,
+    RequestId(id): RequestId,
+    ApiJson(request): ApiJson<IsAuthorizedRequest>,
+) -> Json<IsAuthorizedResponse> {
+    Json(state.engine.decide(&request.into(), &id).await.into())
+}
+
+/// Decides up to 10,000 requests against one policy revision.
+#[utoipa::path(post, path = "/v1/is_authorized/batch", tag = "decisions",
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, description = "malformed request or batch too large")))]
+pub async fn is_authorized_batch(
+    State(state): State<AppState>,
+    RequestId(id): RequestId,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if batch.requests.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!("a batch holds at most {MAX_BATCH} requests")));
+    }
+    let requests: Vec<AuthzRequest> = batch.requests.into_iter().map(Into::into).collect();
+    let results = state.engine.decide_batch(&requests, &id).await;
+    Ok(Json(BatchResponse {
+        results: results.into_iter().map(Into::into).collect(),
+    }))
+}

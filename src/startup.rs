@@ -1,0 +1,266 @@
+//! Building and running the server: policies, database, engine, router,
+//! background tasks (file watch, SIGHUP, cross-sidecar sync), graceful
+//! shutdown.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine as _;
+use tokio::net::TcpListener;
+
+use crate::config::ServeConfig;
+use crate::decisionlog::DecisionLog;
+use crate::engine::Engine;
+use crate::entities::EntityStore;
+use crate::http::{self, AppState, Auth, Limits};
+use crate::metrics::Metrics;
+use crate::policy;
+
+/// Debounce of the policy file watcher: editors write files in several steps.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A built server, bound to its socket, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Arc<Engine>,
+    config: ServeConfig,
+}
+
+impl Application {
+    /// Loads and validates the policies, opens and migrates the database,
+    /// seeds entities, and binds the socket.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let snapshot = policy::load(&config.policy.policies, &config.policy.schema)
+            .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))?;
+        let pool = crate::db::connect(&config.database_url)
+            .await
+            .context("cannot open the database")?;
+        let store = Arc::new(EntityStore::new(pool, config.entity_cache_capacity));
+        store.mark_synced().await.context("cannot read the store revision")?;
+        if let Some(path) = &config.entities {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            let json = serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
+            let n = store
+                .upsert(snapshot.schema(), json)
+                .await
+                .with_context(|| format!("cannot load the entities of `{}`", path.display()))?;
+            tracing::info!(entities = n, file = %path.display(), "entities loaded");
+        }
+
+        let metrics = Arc::new(Metrics::default());
+        let log = DecisionLog::open(&config.decision_log, config.decision_log_sample)
+            .with_context(|| format!("cannot open the decision log `{}`", config.decision_log))?;
+        let engine = Arc::new(Engine::new(
+            config.policy.clone(),
+            snapshot,
+            store,
+            config.decision_cache_capacity,
+            Duration::from_secs(config.decision_cache_ttl_secs),
+            metrics.clone(),
+            log,
+        )?);
+        let auth = Arc::new(resolve_auth(&config)?);
+        let state = AppState {
+            engine: engine.clone(),
+            metrics,
+            auth,
+        };
+        let limits = Limits {
+            max_body_bytes: config.max_body_bytes,
+            timeout: Duration::from_millis(config.request_timeout_ms),
+        };
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        Ok(Self {
+            listener,
+            router: http::router(state, limits),
+            engine,
+            config,
+        })
+    }
+
+    /// The bound address (the real port when the config said port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The engine, for tests and embedding.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(sync_loop(self.engine.clone(), Duration::from_millis(self.config.sync_interval_ms)));
+        tasks.spawn(sighup_loop(self.engine.clone()));
+        let _watcher = if self.config.watch {
+            Some(watch(self.engine.clone(), &self.config.policy.policies, &self.config.policy.schema)?)
+        } else {
+            None
+        };
+        tracing::info!(address = %self.local_addr()?, database = %self.config.database_url, "cedargate serving");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the server failed");
+        tasks.abort_all();
+        served
+    }
+}
+
+/// The API token: given, read from the token file, or generated into it.
+fn resolve_auth(config: &ServeConfig) -> anyhow::Result<Auth> {
+    if config.insecure_no_auth {
+        tracing::warn!("--insecure-no-auth: ANY CALLER CAN READ DECISIONS AND WRITE ENTITIES; never use this outside a local experiment");
+        return Ok(Auth::Disabled);
+    }
+    if let Some(token) = &config.api_token {
+        return Ok(Auth::token(token.expose()));
+    }
+    let path = config.token_file.clone().unwrap_or_else(|| default_token_file(config));
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let token = existing.trim();
+        anyhow::ensure!(!token.is_empty(), "the token file `{}` is empty", path.display());
+        tracing::info!(file = %path.display(), "API token read from file");
+        return Ok(Auth::token(token));
+    }
+    let token = generate_token();
+    write_private(&path, &token).with_context(|| format!("cannot write the token file `{}`", path.display()))?;
+    eprintln!(
+        "cedargate: generated an API token in {} (readable only by you); send it as `Authorization: Bearer $(cat {})`",
+        path.display(),
+        path.display()
+    );
+    Ok(Auth::token(&token))
+}
+
+fn default_token_file(config: &ServeConfig) -> PathBuf {
+    let dir = config
+        .database_url
+        .sqlite_path()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    dir.join("cedargate.token")
+}
+
+/// 256 random bits, base64url without padding.
+fn generate_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// Picks up entity changes written by other sidecars sharing the database.
+async fn sync_loop(engine: Arc<Engine>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(e) = engine.store().sync().await {
+            tracing::warn!(error = %e, "cannot read entity changes");
+        }
+    }
+}
+
+/// SIGHUP reloads the policies.
+async fn sighup_loop(engine: Arc<Engine>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading policies");
+            // The outcome is logged and kept for GET /v1/policies.
+            let _ = engine.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
+
+/// Reloads when a file under the policy or schema path changes. The
+/// returned watcher must be kept alive.
+fn watch(engine: Arc<Engine>, policies: &Path, schema: &Path) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })
+    .context("cannot watch the policy files")?;
+    watcher
+        .watch(policies, RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch `{}`", policies.display()))?;
+    if schema != policies {
+        watcher
+            .watch(schema, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch `{}`", schema.display()))?;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(WATCH_DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
+            tracing::info!("policy files changed: reloading");
+            let _ = engine.reload().await;
+        }
+    });
+    Ok(watcher)
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Logs to stderr, filtered by `CEDARGATE_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CEDARGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
