@@ -128,7 +128,8 @@ fn serve(config: crate::config::ServeConfig) -> ExitCode {
     };
     let served = runtime.block_on(async {
         let app = crate::startup::Application::build(config).await?;
-        app.run_until_stopped(crate::startup::shutdown_signal()).await
+        app.run_until_stopped(crate::startup::shutdown_signal())
+            .await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,12 +180,13 @@ fn fmt(args: &FmtArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut dirty = false;
+    let mut unformatted = false;
+    let mut failed = false;
     for outcome in outcomes {
         match outcome {
             policy::fmt::FmtOutcome::Unchanged(_) => {}
             policy::fmt::FmtOutcome::Changed(path) => {
-                dirty = true;
+                unformatted = true;
                 let verb = if args.check {
                     "not formatted"
                 } else {
@@ -193,12 +195,13 @@ fn fmt(args: &FmtArgs) -> ExitCode {
                 println!("{verb}: {}", path.display());
             }
             policy::fmt::FmtOutcome::Failed(_, report) => {
-                dirty = true;
+                failed = true;
                 eprintln!("{report:?}");
             }
         }
     }
-    if dirty && args.check {
+    // A file that does not parse is an error with or without --check.
+    if failed || (unformatted && args.check) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

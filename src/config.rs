@@ -19,7 +19,11 @@ pub struct ServeConfig {
 
     /// Database: `sqlite://FILE` (created and migrated on first start) or
     /// `postgres://USER:PASSWORD@HOST/DB` for many sidecars sharing one store.
-    #[arg(long, env = "CEDARGATE_DATABASE_URL", default_value = "sqlite://cedargate.db")]
+    #[arg(
+        long,
+        env = "CEDARGATE_DATABASE_URL",
+        default_value = "sqlite://cedargate.db"
+    )]
     pub database_url: DatabaseUrl,
 
     /// Where the policies and the schema are.
@@ -49,7 +53,11 @@ pub struct ServeConfig {
     pub insecure_no_auth: bool,
 
     /// Maximum number of cached decisions (0 turns the decision cache off).
-    #[arg(long, env = "CEDARGATE_DECISION_CACHE_CAPACITY", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "CEDARGATE_DECISION_CACHE_CAPACITY",
+        default_value_t = 100_000
+    )]
     pub decision_cache_capacity: u64,
 
     /// Seconds a cached decision may be served (it is also dropped at once
@@ -58,7 +66,11 @@ pub struct ServeConfig {
     pub decision_cache_ttl_secs: u64,
 
     /// Maximum number of parsed entities kept in memory.
-    #[arg(long, env = "CEDARGATE_ENTITY_CACHE_CAPACITY", default_value_t = 200_000)]
+    #[arg(
+        long,
+        env = "CEDARGATE_ENTITY_CACHE_CAPACITY",
+        default_value_t = 200_000
+    )]
     pub entity_cache_capacity: u64,
 
     /// Decision log: `off`, `stdout`, or a file path (JSON lines, appended).
@@ -134,7 +146,10 @@ impl DatabaseUrl {
 
     /// The SQLite file path, for `sqlite://` URLs.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let rest = self.0.strip_prefix("sqlite://").or_else(|| self.0.strip_prefix("sqlite:"))?;
+        let rest = self
+            .0
+            .strip_prefix("sqlite://")
+            .or_else(|| self.0.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or(rest);
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
@@ -224,14 +239,21 @@ mod tests {
 
     #[test]
     fn database_url_hides_the_password() {
-        let url: DatabaseUrl = "postgres://app:hunter2@db.internal/authz".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(format!("{url:?}"), "DatabaseUrl(postgres://app:***@db.internal/authz)");
+        let url: DatabaseUrl = "postgres://app:hunter2@db.internal/authz"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            format!("{url:?}"),
+            "DatabaseUrl(postgres://app:***@db.internal/authz)"
+        );
         assert!(!url.to_string().contains("hunter2"));
     }
 
     #[test]
     fn sqlite_path_ignores_query_options() {
-        let url: DatabaseUrl = "sqlite://data/authz.db?mode=rwc".parse().unwrap_or_else(|e| panic!("{e}"));
+        let url: DatabaseUrl = "sqlite://data/authz.db?mode=rwc"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(url.sqlite_path(), Some(PathBuf::from("data/authz.db")));
     }
 

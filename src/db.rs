@@ -46,7 +46,8 @@ pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, DbError> {
             .await
             .map_err(connect_error)?
     } else {
-        let options = AnyConnectOptions::from_str(&sqlite_url(url.expose())).map_err(connect_error)?;
+        let options =
+            AnyConnectOptions::from_str(&sqlite_url(url.expose())).map_err(connect_error)?;
         AnyPoolOptions::new()
             // WAL lets readers proceed during a write; the busy timeout makes
             // concurrent writers wait for each other instead of failing.
@@ -64,9 +65,13 @@ pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, DbError> {
             .map_err(connect_error)?
     };
     if url.is_postgres() {
-        sqlx::migrate!("schema/migrations/postgres").run(&pool).await?;
+        sqlx::migrate!("schema/migrations/postgres")
+            .run(&pool)
+            .await?;
     } else {
-        sqlx::migrate!("schema/migrations/sqlite").run(&pool).await?;
+        sqlx::migrate!("schema/migrations/sqlite")
+            .run(&pool)
+            .await?;
     }
     Ok(pool)
 }
@@ -97,7 +102,10 @@ mod tests {
     #[test]
     fn a_missing_sqlite_file_is_created() {
         assert_eq!(sqlite_url("sqlite://a.db"), "sqlite://a.db?mode=rwc");
-        assert_eq!(sqlite_url("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
+        assert_eq!(
+            sqlite_url("sqlite://a.db?cache=shared"),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
         assert_eq!(sqlite_url("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
     }
 }

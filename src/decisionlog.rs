@@ -58,7 +58,10 @@ impl DecisionLog {
             "off" | "" => Sink::Off,
             "stdout" => Sink::Stdout,
             path => {
-                let file = OpenOptions::new().create(true).append(true).open(PathBuf::from(path))?;
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(PathBuf::from(path))?;
                 Sink::File(Mutex::new(BufWriter::new(file)))
             }
         };
@@ -78,7 +81,8 @@ impl DecisionLog {
 
     /// `true` when this decision should be written (sampling applied).
     pub fn wants(&self) -> bool {
-        !matches!(self.sink, Sink::Off) && (self.sample >= 1.0 || rand::random::<f64>() < self.sample)
+        !matches!(self.sink, Sink::Off)
+            && (self.sample >= 1.0 || rand::random::<f64>() < self.sample)
     }
 
     /// Writes one record (call only when [`DecisionLog::wants`] said so).

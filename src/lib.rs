@@ -3,25 +3,25 @@
 //! Modules in architecture order, from the policy engine up to the HTTP API.
 #![warn(missing_docs)]
 
-/// The policy engine: load, validate, decide (fail closed), format.
-pub mod policy;
-/// YAML policy test suites, coverage and JUnit output.
-pub mod policytest;
+/// The command line (clap), calling the same functions as the server.
+pub mod cli;
 /// Serve configuration (flags + `CEDARGATE_*` environment variables).
 pub mod config;
 /// Database connection and migrations (SQLite or PostgreSQL).
 pub mod db;
-/// The entity store: persistence, parsed-entity cache, per-request slices.
-pub mod entities;
-/// The decision engine: snapshot in force, decision cache, reload.
-pub mod engine;
-/// Prometheus metrics.
-pub mod metrics;
 /// The decision log (JSON lines).
 pub mod decisionlog;
+/// The decision engine: snapshot in force, decision cache, reload.
+pub mod engine;
+/// The entity store: persistence, parsed-entity cache, per-request slices.
+pub mod entities;
 /// The HTTP API (axum): decisions, entities, policies, health.
 pub mod http;
+/// Prometheus metrics.
+pub mod metrics;
+/// The policy engine: load, validate, decide (fail closed), format.
+pub mod policy;
+/// YAML policy test suites, coverage and JUnit output.
+pub mod policytest;
 /// Building and running the server.
 pub mod startup;
-/// The command line (clap), calling the same functions as the server.
-pub mod cli;

@@ -57,13 +57,41 @@ impl Default for Metrics {
         let reload_failures = Counter::default();
         let http_responses = Family::<StatusLabels, Counter>::default();
         registry.register("decisions", "Decisions by outcome", decisions.clone());
-        registry.register("decision_errors", "Decisions denied because of an error", decision_errors.clone());
-        registry.register("decision_duration_seconds", "Time to decide", decision_seconds.clone());
-        registry.register("decision_cache_hits", "Decisions served from the cache", cache_hits.clone());
-        registry.register("decision_cache_misses", "Decisions evaluated (cache miss)", cache_misses.clone());
-        registry.register("policy_revision", "Revision of the policy set in force", policy_revision.clone());
-        registry.register("policy_reload_failures", "Reloads refused as invalid", reload_failures.clone());
-        registry.register("http_responses", "HTTP responses by status", http_responses.clone());
+        registry.register(
+            "decision_errors",
+            "Decisions denied because of an error",
+            decision_errors.clone(),
+        );
+        registry.register(
+            "decision_duration_seconds",
+            "Time to decide",
+            decision_seconds.clone(),
+        );
+        registry.register(
+            "decision_cache_hits",
+            "Decisions served from the cache",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "decision_cache_misses",
+            "Decisions evaluated (cache miss)",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "policy_revision",
+            "Revision of the policy set in force",
+            policy_revision.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Reloads refused as invalid",
+            reload_failures.clone(),
+        );
+        registry.register(
+            "http_responses",
+            "HTTP responses by status",
+            http_responses.clone(),
+        );
         Self {
             registry,
             decisions,

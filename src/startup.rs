@@ -43,10 +43,15 @@ impl Application {
             .await
             .context("cannot open the database")?;
         let store = Arc::new(EntityStore::new(pool, config.entity_cache_capacity));
-        store.mark_synced().await.context("cannot read the store revision")?;
+        store
+            .mark_synced()
+            .await
+            .context("cannot read the store revision")?;
         if let Some(path) = &config.entities {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            let json = serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let json = serde_json::from_str(&text)
+                .with_context(|| format!("`{}` is not JSON", path.display()))?;
             let n = store
                 .upsert(snapshot.schema(), json)
                 .await
@@ -98,12 +103,22 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(sync_loop(self.engine.clone(), Duration::from_millis(self.config.sync_interval_ms)));
+        tasks.spawn(sync_loop(
+            self.engine.clone(),
+            Duration::from_millis(self.config.sync_interval_ms),
+        ));
         tasks.spawn(sighup_loop(self.engine.clone()));
         let _watcher = if self.config.watch {
-            Some(watch(self.engine.clone(), &self.config.policy.policies, &self.config.policy.schema)?)
+            Some(watch(
+                self.engine.clone(),
+                &self.config.policy.policies,
+                &self.config.policy.schema,
+            )?)
         } else {
             None
         };
@@ -120,21 +135,31 @@ impl Application {
 /// The API token: given, read from the token file, or generated into it.
 fn resolve_auth(config: &ServeConfig) -> anyhow::Result<Auth> {
     if config.insecure_no_auth {
-        tracing::warn!("--insecure-no-auth: ANY CALLER CAN READ DECISIONS AND WRITE ENTITIES; never use this outside a local experiment");
+        tracing::warn!(
+            "--insecure-no-auth: ANY CALLER CAN READ DECISIONS AND WRITE ENTITIES; never use this outside a local experiment"
+        );
         return Ok(Auth::Disabled);
     }
     if let Some(token) = &config.api_token {
         return Ok(Auth::token(token.expose()));
     }
-    let path = config.token_file.clone().unwrap_or_else(|| default_token_file(config));
+    let path = config
+        .token_file
+        .clone()
+        .unwrap_or_else(|| default_token_file(config));
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let token = existing.trim();
-        anyhow::ensure!(!token.is_empty(), "the token file `{}` is empty", path.display());
+        anyhow::ensure!(
+            !token.is_empty(),
+            "the token file `{}` is empty",
+            path.display()
+        );
         tracing::info!(file = %path.display(), "API token read from file");
         return Ok(Auth::token(token));
     }
     let token = generate_token();
-    write_private(&path, &token).with_context(|| format!("cannot write the token file `{}`", path.display()))?;
+    write_private(&path, &token)
+        .with_context(|| format!("cannot write the token file `{}`", path.display()))?;
     eprintln!(
         "cedargate: generated an API token in {} (readable only by you); send it as `Authorization: Bearer $(cat {})`",
         path.display(),
@@ -204,7 +229,11 @@ async fn sighup_loop(engine: Arc<Engine>) {
 
 /// Reloads when a file under the policy or schema path changes. The
 /// returned watcher must be kept alive.
-fn watch(engine: Arc<Engine>, policies: &Path, schema: &Path) -> anyhow::Result<notify::RecommendedWatcher> {
+fn watch(
+    engine: Arc<Engine>,
+    policies: &Path,
+    schema: &Path,
+) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {

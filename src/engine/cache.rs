@@ -19,11 +19,19 @@ pub(super) struct DecisionKey {
 }
 
 impl DecisionKey {
-    pub(super) fn new(policy_revision: u64, entity_epoch: u64, uids: &RequestUids, context: &serde_json::Value) -> Self {
+    pub(super) fn new(
+        policy_revision: u64,
+        entity_epoch: u64,
+        uids: &RequestUids,
+        context: &serde_json::Value,
+    ) -> Self {
         Self {
             policy_revision,
             entity_epoch,
-            request: format!("{}\u{1f}{}\u{1f}{}\u{1f}{}", uids.principal, uids.action, uids.resource, context),
+            request: format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                uids.principal, uids.action, uids.resource, context
+            ),
         }
     }
 }
@@ -34,7 +42,12 @@ pub(super) struct DecisionCache(Option<moka::sync::Cache<DecisionKey, Decision>>
 
 impl DecisionCache {
     pub(super) fn new(capacity: u64, ttl: Duration) -> Self {
-        Self((capacity > 0).then(|| moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build()))
+        Self((capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build()
+        }))
     }
 
     pub(super) fn get(&self, key: &DecisionKey) -> Option<Decision> {

@@ -168,14 +168,24 @@ impl Engine {
     }
 
     /// Decides against a given snapshot (batches pin one for all items).
-    pub async fn decide_with(&self, loaded: &Loaded, request: &AuthzRequest, request_id: &str) -> Decided {
+    pub async fn decide_with(
+        &self,
+        loaded: &Loaded,
+        request: &AuthzRequest,
+        request_id: &str,
+    ) -> Decided {
         let started = Instant::now();
         // Read the epoch before any entity: a write during evaluation moves
         // it, so this answer is cached under a key nobody asks for again.
         let epoch = self.store.epoch();
         let parsed = parse_request(request);
         let key = match &parsed {
-            Ok(p) if request.entities.is_empty() => Some(DecisionKey::new(loaded.revision, epoch, p, &request.context)),
+            Ok(p) if request.entities.is_empty() => Some(DecisionKey::new(
+                loaded.revision,
+                epoch,
+                p,
+                &request.context,
+            )),
             _ => None,
         };
         let cached = key.as_ref().and_then(|k| self.decisions.get(k));
@@ -196,7 +206,14 @@ impl Engine {
         let elapsed = started.elapsed();
         self.observe(&decision, hit, elapsed);
         if self.log.wants() {
-            self.log_decision(request, request_id, &decision, loaded.revision, elapsed, hit);
+            self.log_decision(
+                request,
+                request_id,
+                &decision,
+                loaded.revision,
+                elapsed,
+                hit,
+            );
         }
         Decided {
             decision,
@@ -205,14 +222,24 @@ impl Engine {
         }
     }
 
-    async fn evaluate(&self, loaded: &Loaded, uids: RequestUids, request: &AuthzRequest) -> Decision {
+    async fn evaluate(
+        &self,
+        loaded: &Loaded,
+        uids: RequestUids,
+        request: &AuthzRequest,
+    ) -> Decision {
         let snapshot = &loaded.snapshot;
         let RequestUids {
             principal,
             action,
             resource,
         } = uids;
-        let cedar_request = match snapshot.request(principal.clone(), action.clone(), resource.clone(), request.context.clone()) {
+        let cedar_request = match snapshot.request(
+            principal.clone(),
+            action.clone(),
+            resource.clone(),
+            request.context.clone(),
+        ) {
             Ok(r) => r,
             Err(e) => return Decision::deny_with_error(e),
         };
@@ -222,7 +249,13 @@ impl Engine {
         };
         match self
             .store
-            .slice(snapshot.schema(), &loaded.actions, [&principal, &resource], &action, extra)
+            .slice(
+                snapshot.schema(),
+                &loaded.actions,
+                [&principal, &resource],
+                &action,
+                extra,
+            )
             .await
         {
             Ok(entities) => snapshot.decide(&cedar_request, &entities),
@@ -262,7 +295,9 @@ impl Engine {
     ) {
         let show = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => s.clone(),
-            other => parse_uid("entity", other).map(|u| u.to_string()).unwrap_or_else(|_| other.to_string()),
+            other => parse_uid("entity", other)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| other.to_string()),
         };
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -289,9 +324,14 @@ impl Engine {
     pub async fn reload(&self) -> Result<u64, Arc<LoadError>> {
         let _one_at_a_time = self.reloading.lock().await;
         let args = self.policy.clone();
-        let loaded = tokio::task::spawn_blocking(move || policy::load(&args.policies, &args.schema))
-            .await
-            .unwrap_or_else(|e| Err(LoadError::Invalid(vec![miette::miette!("reload task failed: {e}")])));
+        let loaded =
+            tokio::task::spawn_blocking(move || policy::load(&args.policies, &args.schema))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LoadError::Invalid(vec![miette::miette!(
+                        "reload task failed: {e}"
+                    )]))
+                });
         let now = crate::db::unix_now();
         let result = loaded.and_then(|snapshot| Loaded::new(snapshot, self.current().revision + 1));
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -299,7 +339,8 @@ impl Engine {
         match result {
             Ok(next) => {
                 let revision = next.revision;
-                let schema_changed = next.snapshot.schema_digest() != self.current().snapshot.schema_digest();
+                let schema_changed =
+                    next.snapshot.schema_digest() != self.current().snapshot.schema_digest();
                 self.current.store(Arc::new(next));
                 if schema_changed {
                     // Stored entities are parsed against the schema.
@@ -340,11 +381,16 @@ fn parse_request(request: &AuthzRequest) -> Result<RequestUids, RequestError> {
 
 /// Request-scoped entities, validated against the schema; the schema's
 /// action entities that parsing adds are left out.
-fn request_entities(loaded: &Loaded, json: &[serde_json::Value]) -> Result<Vec<Entity>, RequestError> {
+fn request_entities(
+    loaded: &Loaded,
+    json: &[serde_json::Value],
+) -> Result<Vec<Entity>, RequestError> {
     if json.is_empty() {
         return Ok(Vec::new());
     }
-    let entities = loaded.snapshot.entities(serde_json::Value::Array(json.to_vec()))?;
+    let entities = loaded
+        .snapshot
+        .entities(serde_json::Value::Array(json.to_vec()))?;
     Ok(entities
         .iter()
         .filter(|e| !loaded.actions.contains_key(&e.uid()))

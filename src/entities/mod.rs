@@ -94,7 +94,11 @@ impl EntityStore {
 
     /// Validates `json` (an array of Cedar entities) against `schema`, then
     /// writes all of them in one transaction. Returns how many were written.
-    pub async fn upsert(&self, schema: &Schema, json: serde_json::Value) -> Result<usize, WriteError> {
+    pub async fn upsert(
+        &self,
+        schema: &Schema,
+        json: serde_json::Value,
+    ) -> Result<usize, WriteError> {
         let rows = normalize(schema, json)?;
         let count = rows.len();
         sql::upsert(&self.pool, &rows).await?;
@@ -164,16 +168,22 @@ impl EntityStore {
     }
 
     /// Loads one entity, from the cache or the database.
-    async fn get(&self, schema: &Schema, uid: &EntityUid) -> Result<Option<Arc<Parsed>>, SliceError> {
+    async fn get(
+        &self,
+        schema: &Schema,
+        uid: &EntityUid,
+    ) -> Result<Option<Arc<Parsed>>, SliceError> {
         if let Some(hit) = self.cache.get(uid) {
             return Ok(hit);
         }
         let epoch = self.epoch();
         let parsed = match sql::get(&self.pool, uid).await? {
             None => None,
-            Some(body) => Some(Arc::new(parse(schema, &body).map_err(|e| SliceError::Corrupt {
-                uid: uid.to_string(),
-                reason: e,
+            Some(body) => Some(Arc::new(parse(schema, &body).map_err(|e| {
+                SliceError::Corrupt {
+                    uid: uid.to_string(),
+                    reason: e,
+                }
             })?)),
         };
         self.cache.insert(uid.clone(), parsed.clone());
@@ -204,9 +214,14 @@ impl EntityStore {
         let mut expanded: HashMap<EntityUid, usize> = HashMap::new();
         // (uid, depth); ancestors are queued at depth MAX so that only their
         // parents are followed, not their references.
-        let mut queue: VecDeque<(EntityUid, usize)> = roots.iter().map(|u| ((*u).clone(), 0)).collect();
+        let mut queue: VecDeque<(EntityUid, usize)> =
+            roots.iter().map(|u| ((*u).clone(), 0)).collect();
         for entity in out.values() {
-            queue.extend(entity_parents(entity).into_iter().map(|p| (p, MAX_DEREF_DEPTH)));
+            queue.extend(
+                entity_parents(entity)
+                    .into_iter()
+                    .map(|p| (p, MAX_DEREF_DEPTH)),
+            );
         }
 
         while let Some((uid, depth)) = queue.pop_front() {
@@ -230,12 +245,17 @@ impl EntityStore {
         if let Some(entity) = actions.get(action) {
             add_action(actions, entity, &mut out);
         }
-        Entities::from_entities(out.into_values(), None).map_err(|e| SliceError::Build(e.to_string()))
+        Entities::from_entities(out.into_values(), None)
+            .map_err(|e| SliceError::Build(e.to_string()))
     }
 }
 
 /// Adds an action entity and its ancestors (action groups).
-fn add_action(actions: &HashMap<EntityUid, Entity>, entity: &Entity, out: &mut HashMap<EntityUid, Entity>) {
+fn add_action(
+    actions: &HashMap<EntityUid, Entity>,
+    entity: &Entity,
+    out: &mut HashMap<EntityUid, Entity>,
+) {
     if out.insert(entity.uid(), entity.clone()).is_some() {
         return;
     }
@@ -272,9 +292,14 @@ pub enum SliceError {
 
 /// Validates an array of entities against the schema and returns each with
 /// its normalized JSON (what is stored).
-fn normalize(schema: &Schema, json: serde_json::Value) -> Result<Vec<(EntityUid, String)>, WriteError> {
+fn normalize(
+    schema: &Schema,
+    json: serde_json::Value,
+) -> Result<Vec<(EntityUid, String)>, WriteError> {
     let serde_json::Value::Array(items) = &json else {
-        return Err(WriteError::Invalid("expected a JSON array of entities".to_owned()));
+        return Err(WriteError::Invalid(
+            "expected a JSON array of entities".to_owned(),
+        ));
     };
     let mut given: Vec<EntityUid> = Vec::with_capacity(items.len());
     let mut unique: HashSet<EntityUid> = HashSet::new();
@@ -283,16 +308,17 @@ fn normalize(schema: &Schema, json: serde_json::Value) -> Result<Vec<(EntityUid,
             .get("uid")
             .ok_or_else(|| WriteError::Invalid(format!("entity #{i} has no `uid`")))
             .and_then(|u| {
-                EntityUid::from_json(u.clone())
-                    .map_err(|e| WriteError::Invalid(format!("entity #{i} has an invalid `uid`: {e}")))
+                EntityUid::from_json(u.clone()).map_err(|e| {
+                    WriteError::Invalid(format!("entity #{i} has an invalid `uid`: {e}"))
+                })
             })?;
         if !unique.insert(uid.clone()) {
             return Err(WriteError::Invalid(format!("`{uid}` appears twice")));
         }
         given.push(uid);
     }
-    let entities =
-        Entities::from_json_value(json, Some(schema)).map_err(|e| WriteError::Invalid(e.to_string()))?;
+    let entities = Entities::from_json_value(json, Some(schema))
+        .map_err(|e| WriteError::Invalid(e.to_string()))?;
     let actions: HashSet<EntityUid> = schema
         .action_entities()
         .map_err(|e| WriteError::Invalid(e.to_string()))?
@@ -327,10 +353,18 @@ fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
     let parents = value
         .get("parents")
         .and_then(|p| p.as_array())
-        .map(|ps| ps.iter().filter_map(|p| EntityUid::from_json(p.clone()).ok()).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| EntityUid::from_json(p.clone()).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let entity = Entity::from_json_value(value, Some(schema)).map_err(|e| e.to_string())?;
-    Ok(Parsed { entity, parents, refs })
+    Ok(Parsed {
+        entity,
+        parents,
+        refs,
+    })
 }
 
 /// Entity references (`{"__entity": {"type", "id"}}`) anywhere in a value.

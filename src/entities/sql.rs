@@ -76,10 +76,12 @@ pub(super) async fn delete(pool: &AnyPool, uid: &EntityUid) -> Result<bool, Stor
 }
 
 async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
-    let revision: i64 = sqlx::query("update store_revision set revision = revision + 1 where id = 1 returning revision")
-        .fetch_one(&mut **tx)
-        .await?
-        .get(0);
+    let revision: i64 = sqlx::query(
+        "update store_revision set revision = revision + 1 where id = 1 returning revision",
+    )
+    .fetch_one(&mut **tx)
+    .await?
+    .get(0);
     sqlx::query("delete from entity_change where revision < $1")
         .bind(revision - CHANGE_LOG_KEEP)
         .execute(&mut **tx)
@@ -111,11 +113,17 @@ pub(super) async fn revision(pool: &AnyPool) -> Result<u64, StoreError> {
 }
 
 pub(super) async fn count(pool: &AnyPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query("select count(*) from entity").fetch_one(pool).await?.get(0))
+    Ok(sqlx::query("select count(*) from entity")
+        .fetch_one(pool)
+        .await?
+        .get(0))
 }
 
 /// The current revision and the entities changed after `since`.
-pub(super) async fn changes_since(pool: &AnyPool, since: u64) -> Result<(u64, Vec<EntityUid>), StoreError> {
+pub(super) async fn changes_since(
+    pool: &AnyPool,
+    since: u64,
+) -> Result<(u64, Vec<EntityUid>), StoreError> {
     let current = revision(pool).await?;
     if current <= since {
         return Ok((current, Vec::new()));
@@ -133,7 +141,10 @@ pub(super) async fn changes_since(pool: &AnyPool, since: u64) -> Result<(u64, Ve
             let ty: String = r.get(0);
             let id: String = r.get(1);
             let ty = ty.parse().ok()?;
-            Some(EntityUid::from_type_name_and_id(ty, cedar_policy::EntityId::new(id)))
+            Some(EntityUid::from_type_name_and_id(
+                ty,
+                cedar_policy::EntityId::new(id),
+            ))
         })
         .collect();
     Ok((current, uids))

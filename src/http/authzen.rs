@@ -128,7 +128,12 @@ fn uid(entity: &Entity) -> Value {
     json!({"type": entity.kind, "id": entity.id})
 }
 
-fn to_request(subject: &Entity, action: &Action, resource: &Entity, context: Option<&Value>) -> AuthzRequest {
+fn to_request(
+    subject: &Entity,
+    action: &Action,
+    resource: &Entity,
+    context: Option<&Value>,
+) -> AuthzRequest {
     let action_uid = if action.name.contains("::") {
         Value::String(action.name.clone())
     } else {
@@ -176,7 +181,12 @@ pub async fn evaluation(
     RequestId(id): RequestId,
     ApiJson(req): ApiJson<EvaluationRequest>,
 ) -> Json<EvaluationResponse> {
-    let request = to_request(&req.subject, &req.action, &req.resource, req.context.as_ref());
+    let request = to_request(
+        &req.subject,
+        &req.action,
+        &req.resource,
+        req.context.as_ref(),
+    );
     Json(respond(state.engine.decide(&request, &id).await))
 }
 
@@ -189,23 +199,46 @@ pub async fn evaluations(
     RequestId(id): RequestId,
     ApiJson(req): ApiJson<EvaluationsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let missing = |what: &str, i: usize| ApiError::bad_request(format!("evaluation {i}: no `{what}` here nor at the top level"));
+    let missing = |what: &str, i: usize| {
+        ApiError::bad_request(format!(
+            "evaluation {i}: no `{what}` here nor at the top level"
+        ))
+    };
     if req.evaluations.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(format!("a batch holds at most {MAX_BATCH} evaluations")));
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH} evaluations"
+        )));
     }
     if req.evaluations.is_empty() {
         // Without items, the request is a single evaluation of the defaults.
         let (Some(s), Some(a), Some(r)) = (&req.subject, &req.action, &req.resource) else {
-            return Err(ApiError::bad_request("`subject`, `action` and `resource` are required"));
+            return Err(ApiError::bad_request(
+                "`subject`, `action` and `resource` are required",
+            ));
         };
-        let decided = state.engine.decide(&to_request(s, a, r, req.context.as_ref()), &id).await;
+        let decided = state
+            .engine
+            .decide(&to_request(s, a, r, req.context.as_ref()), &id)
+            .await;
         return Ok(Json(json!(respond(decided))));
     }
     let mut requests = Vec::with_capacity(req.evaluations.len());
     for (i, item) in req.evaluations.iter().enumerate() {
-        let subject = item.subject.as_ref().or(req.subject.as_ref()).ok_or_else(|| missing("subject", i))?;
-        let action = item.action.as_ref().or(req.action.as_ref()).ok_or_else(|| missing("action", i))?;
-        let resource = item.resource.as_ref().or(req.resource.as_ref()).ok_or_else(|| missing("resource", i))?;
+        let subject = item
+            .subject
+            .as_ref()
+            .or(req.subject.as_ref())
+            .ok_or_else(|| missing("subject", i))?;
+        let action = item
+            .action
+            .as_ref()
+            .or(req.action.as_ref())
+            .ok_or_else(|| missing("action", i))?;
+        let resource = item
+            .resource
+            .as_ref()
+            .or(req.resource.as_ref())
+            .ok_or_else(|| missing("resource", i))?;
         let context = item.context.as_ref().or(req.context.as_ref());
         requests.push(to_request(subject, action, resource, context));
     }

@@ -27,7 +27,11 @@ pub async fn put_entities(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Json<Upserted>, ApiError> {
     let loaded = state.engine.current();
-    let upserted = state.engine.store().upsert(loaded.snapshot.schema(), body).await?;
+    let upserted = state
+        .engine
+        .store()
+        .upsert(loaded.snapshot.schema(), body)
+        .await?;
     Ok(Json(Upserted { upserted }))
 }
 
@@ -42,7 +46,8 @@ pub async fn delete_entity(
     let type_name = kind
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid entity type `{kind}`: {e}")))?;
-    let uid = cedar_policy::EntityUid::from_type_name_and_id(type_name, cedar_policy::EntityId::new(&id));
+    let uid =
+        cedar_policy::EntityUid::from_type_name_and_id(type_name, cedar_policy::EntityId::new(&id));
     if state.engine.store().delete(&uid).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

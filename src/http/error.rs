@@ -48,7 +48,11 @@ impl ApiError {
     /// 500 with a generic message; the detail is logged once, here.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the sidecar's logs")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the sidecar's logs",
+        )
     }
 
     /// The HTTP status.
@@ -70,7 +74,11 @@ impl From<JsonRejection> for ApiError {
         // missing fields alike (axum answers 415/422 for some of them). Only
         // an oversized body keeps its own status.
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", rejection.body_text());
+            return Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                rejection.body_text(),
+            );
         }
         Self::bad_request(rejection.body_text())
     }
@@ -79,7 +87,9 @@ impl From<JsonRejection> for ApiError {
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_entities", message),
+            WriteError::Invalid(message) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_entities", message)
+            }
             WriteError::Store(e) => Self::internal(e),
         }
     }

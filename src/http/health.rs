@@ -21,10 +21,16 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let revision = state.engine.current().revision;
     match state.engine.store().ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready", "policy_revision": revision}))),
+        Ok(()) => Ok(Json(
+            json!({"status": "ready", "policy_revision": revision}),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: database unreachable");
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "database unreachable"))
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "database unreachable",
+            ))
         }
     }
 }
@@ -33,7 +39,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }

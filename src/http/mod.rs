@@ -69,7 +69,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -92,11 +95,17 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/v1/policies/reload", post(policies::reload))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi_json))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), extract::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::require_token,
+        ));
     let public = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/.well-known/authzen-configuration", get(authzen::configuration));
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        );
 
     public
         .merge(protected)

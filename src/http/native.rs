@@ -106,7 +106,9 @@ pub async fn is_authorized_batch(
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     if batch.requests.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(format!("a batch holds at most {MAX_BATCH} requests")));
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH} requests"
+        )));
     }
     let requests: Vec<AuthzRequest> = batch.requests.into_iter().map(Into::into).collect();
     let results = state.engine.decide_batch(&requests, &id).await;

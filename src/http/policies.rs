@@ -50,7 +50,11 @@ pub async fn get_policies(State(state): State<AppState>) -> Json<PolicyStatus> {
         .into_iter()
         .map(|(id, origin)| PolicyInfo {
             id,
-            effect: if origin.effect == cedar_policy::Effect::Permit { "permit" } else { "forbid" },
+            effect: if origin.effect == cedar_policy::Effect::Permit {
+                "permit"
+            } else {
+                "forbid"
+            },
             file: origin.file.clone(),
             line: origin.line,
         })
@@ -79,6 +83,10 @@ pub struct Reloaded {
 pub async fn reload(State(state): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
     match state.engine.reload().await {
         Ok(revision) => Ok(Json(Reloaded { revision })),
-        Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_policies", e.render())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policies",
+            e.render(),
+        )),
     }
 }

@@ -172,7 +172,10 @@ fn policy_lines(text: &str) -> HashMap<String, usize> {
 }
 
 /// The schema, if it is valid, and a digest of its source files.
-fn load_schema(path: &Path, problems: &mut Vec<Report>) -> Result<(Option<Schema>, [u8; 32]), LoadError> {
+fn load_schema(
+    path: &Path,
+    problems: &mut Vec<Report>,
+) -> Result<(Option<Schema>, [u8; 32]), LoadError> {
     let files = if path.is_dir() {
         list_files_shallow(path, is_schema_file)?
     } else {
