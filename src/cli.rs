@@ -39,6 +39,108 @@ pub enum Command {
     Check(CheckArgs),
     /// Run YAML policy test suites and report policy coverage.
     Test(TestArgs),
+    /// System administrators (bootstrap: the first one cannot be invited).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Print an organization's audit trail.
+    Audit(AuditArgs),
+}
+
+/// Where the store is, for the administrative commands.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `sqlite://FILE` or `postgres://…` (the same database `serve` uses).
+    #[arg(
+        long,
+        env = "CEDARGATE_DATABASE_URL",
+        default_value = "sqlite://cedargate.db"
+    )]
+    pub database_url: crate::config::DatabaseUrl,
+    /// Where the policies and the schema are.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Invitations and e-mail.
+    #[command(flatten)]
+    pub invites: crate::config::InviteArgs,
+}
+
+/// `cedargate admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create (or promote) a system administrator, who creates
+    /// organizations and approves third-party agents.
+    Create {
+        /// E-mail of the administrator.
+        #[arg(long)]
+        email: String,
+        /// First name.
+        #[arg(long, default_value = "System")]
+        first_name: String,
+        /// Last name.
+        #[arg(long, default_value = "Administrator")]
+        last_name: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `cedargate org …`.
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization; its first owner receives an invitation.
+    Create {
+        /// Id (a-z, 0-9, `-`, `_`), e.g. `acme`.
+        #[arg(long)]
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Require two-step verification for every request in it.
+        #[arg(long)]
+        require_mfa: bool,
+        /// E-mail of the first owner.
+        #[arg(long)]
+        owner_email: String,
+        /// First name of the owner.
+        #[arg(long)]
+        owner_first_name: String,
+        /// Last name of the owner.
+        #[arg(long)]
+        owner_last_name: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `cedargate audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The organization.
+    #[arg(long)]
+    pub org: String,
+    /// Only events by or about this user id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this action, or a prefix ending in `.` (e.g. `invitation.`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// From this unix time.
+    #[arg(long)]
+    pub since: Option<i64>,
+    /// Until this unix time.
+    #[arg(long)]
+    pub until: Option<i64>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Where the policies and the schema are.
@@ -114,7 +216,118 @@ pub fn run(command: Command) -> ExitCode {
         Command::Fmt(args) => fmt(&args),
         Command::Check(args) => check(&args),
         Command::Test(args) => test(&args),
+        Command::Admin(command) => block_on(admin(command)),
+        Command::Org(command) => block_on(org(command)),
+        Command::Audit(args) => block_on(audit(args)),
     }
+}
+
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(future));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    let AdminCommand::Create {
+        email,
+        first_name,
+        last_name,
+        store,
+    } = command;
+    let (service, _mailer) = crate::startup::offline_service(&store).await?;
+    let actor = crate::invites::Actor::cli();
+    let user_id = service
+        .create_admin(
+            &actor,
+            &email,
+            &first_name,
+            &last_name,
+            crate::db::unix_now(),
+        )
+        .await?;
+    println!("system administrator {email}: user id {user_id}");
+    println!("act as them with the header `X-Cedargate-Actor: {user_id}` (or their e-mail)");
+    Ok(())
+}
+
+async fn org(command: OrgCommand) -> anyhow::Result<()> {
+    let OrgCommand::Create {
+        id,
+        name,
+        require_mfa,
+        owner_email,
+        owner_first_name,
+        owner_last_name,
+        store,
+    } = command;
+    let (service, mailer) = crate::startup::offline_service(&store).await?;
+    let owner = crate::invites::service::InviteInput {
+        first_name: owner_first_name,
+        last_name: owner_last_name,
+        email: owner_email.clone(),
+        role: None,
+        permissions: None,
+        department: None,
+        restrictions: None,
+        agent: false,
+        send: true,
+    };
+    let now = crate::db::unix_now();
+    let outcome = service
+        .create_org(
+            &crate::invites::Actor::cli(),
+            &id,
+            &name,
+            require_mfa,
+            owner,
+            now,
+        )
+        .await?;
+    mailer.deliver_due(now).await?;
+    println!(
+        "organization `{id}` created; owner {owner_email} ({}): {}",
+        outcome.user_id, outcome.outcome
+    );
+    println!(
+        "the invitation e-mail is in {}",
+        store.invites.mail_sink(&store.database_url).describe()
+    );
+    Ok(())
+}
+
+async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let pool = crate::db::connect(&args.store.database_url).await?;
+    let filter = crate::audit::Filter {
+        user: args.user,
+        action: args.action,
+        since: args.since,
+        until: args.until,
+        limit: Some(10_000),
+    };
+    for record in crate::audit::query(&pool, &args.org, &filter).await? {
+        if args.json {
+            println!("{}", serde_json::to_string(&record)?);
+        } else {
+            println!(
+                "{:>6}  {}  {:<36}  {:<32}  {:<40}  {}",
+                record.id,
+                record.at,
+                record.actor,
+                record.action,
+                record.target.unwrap_or_default(),
+                record.outcome
+            );
+        }
+    }
+    Ok(())
 }
 
 fn serve(config: crate::config::ServeConfig) -> ExitCode {

@@ -99,6 +99,106 @@ pub struct ServeConfig {
     /// Requests taking longer than this (milliseconds) are answered 503.
     #[arg(long, env = "CEDARGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+
+    /// Invitations and e-mail.
+    #[command(flatten)]
+    pub invites: InviteArgs,
+}
+
+/// Settings of the invitation service and its e-mail.
+#[derive(Debug, Clone, Args)]
+pub struct InviteArgs {
+    /// Base URL of this sidecar as invitees reach it, used in invitation
+    /// links (default `http://<bind address>`).
+    #[arg(long, env = "CEDARGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Where e-mail goes: a directory (`file:///var/mail/cedargate` or a
+    /// path; each message one `.eml` file) or an SMTP server
+    /// (`smtp://host:25`, `smtps://user:password@host:465`). Default: the
+    /// `outbox/` directory beside the SQLite database.
+    #[arg(long, env = "CEDARGATE_MAIL_URL", hide_env_values = true)]
+    pub mail_url: Option<String>,
+
+    /// Sender of every message.
+    #[arg(
+        long,
+        env = "CEDARGATE_MAIL_FROM",
+        default_value = "cedargate <noreply@cedargate.localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Hours an invitation link works.
+    #[arg(long, env = "CEDARGATE_INVITE_TTL_HOURS", default_value_t = 168)]
+    pub invite_ttl_hours: i64,
+
+    /// Invitations one organization may send per 24 hours.
+    #[arg(long, env = "CEDARGATE_INVITE_RATE_LIMIT", default_value_t = 500)]
+    pub invite_rate_limit: i64,
+
+    /// Local parts (before `@` and any `+tag`) refused as shared or generic
+    /// mailboxes, comma-separated.
+    #[arg(
+        long,
+        env = "CEDARGATE_GENERIC_EMAILS",
+        value_delimiter = ',',
+        default_value = "info,admin,administrator,sales,support,help,billing,accounts,contact,office,team,hr,marketing,noreply,no-reply,postmaster,hostmaster,webmaster,abuse,noc,security"
+    )]
+    pub generic_emails: Vec<String>,
+
+    /// Accept generic mailboxes instead of refusing them.
+    #[arg(long, env = "CEDARGATE_ALLOW_GENERIC_EMAILS")]
+    pub allow_generic_emails: bool,
+}
+
+impl InviteArgs {
+    /// Defaults for tests: mail into `mail_dir`, 7-day links.
+    pub fn for_tests(mail_dir: &std::path::Path) -> Self {
+        Self {
+            public_url: None,
+            mail_url: Some(mail_dir.display().to_string()),
+            mail_from: "cedargate <noreply@cedargate.localhost>".to_owned(),
+            invite_ttl_hours: 168,
+            invite_rate_limit: 500,
+            generic_emails: crate::invites::rules::DEFAULT_GENERIC_LOCAL_PARTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            allow_generic_emails: false,
+        }
+    }
+
+    /// The mail destination, defaulting to `outbox/` beside the database.
+    pub fn mail_sink(&self, database_url: &DatabaseUrl) -> crate::mail::MailSink {
+        match &self.mail_url {
+            Some(url) => crate::mail::MailSink::parse(url),
+            None => {
+                let dir = database_url
+                    .sqlite_path()
+                    .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+                    .unwrap_or_default();
+                crate::mail::MailSink::Dir(dir.join("outbox"))
+            }
+        }
+    }
+
+    /// The service settings; `bind` gives the default public URL.
+    pub fn settings(&self, bind: &str) -> crate::invites::InviteSettings {
+        crate::invites::InviteSettings {
+            ttl_secs: self.invite_ttl_hours.clamp(1, 24 * 90) * 3600,
+            rate_limit: self.invite_rate_limit.max(1),
+            generic_local_parts: self
+                .generic_emails
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect(),
+            block_generic: !self.allow_generic_emails,
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{bind}")),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -125,6 +225,7 @@ impl ServeConfig {
             sync_interval_ms: 100,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
+            invites: InviteArgs::for_tests(&repo.join("target").join("test-outbox")),
         }
     }
 }

@@ -3,8 +3,12 @@
 //! Modules in architecture order, from the policy engine up to the HTTP API.
 #![warn(missing_docs)]
 
+/// The audit trail (append-only).
+pub mod audit;
 /// The command line (clap), calling the same functions as the server.
 pub mod cli;
+/// Time as a dependency (system or manual clock).
+pub mod clock;
 /// Serve configuration (flags + `CEDARGATE_*` environment variables).
 pub mod config;
 /// Database connection and migrations (SQLite or PostgreSQL).
@@ -17,6 +21,10 @@ pub mod engine;
 pub mod entities;
 /// The HTTP API (axum): decisions, entities, policies, health.
 pub mod http;
+/// The invitation service: organizations, members, one-time links.
+pub mod invites;
+/// E-mail: the outbox and its delivery worker.
+pub mod mail;
 /// Prometheus metrics.
 pub mod metrics;
 /// The policy engine: load, validate, decide (fail closed), format.

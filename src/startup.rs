@@ -13,16 +13,103 @@ use anyhow::Context;
 use base64::Engine as _;
 use tokio::net::TcpListener;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::decisionlog::DecisionLog;
 use crate::engine::Engine;
 use crate::entities::EntityStore;
 use crate::http::{self, AppState, Auth, Limits};
+use crate::invites::InviteService;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::policy;
 
 /// Debounce of the policy file watcher: editors write files in several steps.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// How often the mail worker looks for due retries when nothing wakes it.
+const MAIL_POLL: Duration = Duration::from_secs(5);
+
+/// The invitation service and its mailer, when the schema is the cedargate
+/// organization model (another model gets the decision API only).
+pub fn invitation_service(
+    config: &ServeConfig,
+    engine: &Arc<Engine>,
+    bound: &str,
+) -> anyhow::Result<(Option<InviteService>, Option<Arc<Mailer>>)> {
+    if !has_organization_model(engine) {
+        tracing::info!(
+            "the schema is not the cedargate organization model: invitation service off"
+        );
+        return Ok((None, None));
+    }
+    let sink = config.invites.mail_sink(&config.database_url);
+    let mailer = Arc::new(Mailer::new(
+        engine.store().pool().clone(),
+        sink,
+        &config.invites.mail_from,
+    )?);
+    let settings = config.invites.settings(bound);
+    Ok((
+        Some(InviteService::new(
+            engine.clone(),
+            Some(mailer.clone()),
+            settings,
+        )),
+        Some(mailer),
+    ))
+}
+
+/// The invitation service for a command-line run (no HTTP server): the
+/// same engine, store and mail settings as `serve`.
+pub async fn offline_service(
+    args: &crate::cli::StoreArgs,
+) -> anyhow::Result<(InviteService, Arc<Mailer>)> {
+    let snapshot = policy::load(&args.policy.policies, &args.policy.schema)
+        .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))?;
+    let pool = crate::db::connect(&args.database_url)
+        .await
+        .context("cannot open the database")?;
+    let store = Arc::new(EntityStore::new(pool, 10_000));
+    let engine = Arc::new(Engine::new(
+        args.policy.clone(),
+        snapshot,
+        store,
+        0,
+        Duration::from_secs(1),
+        Arc::new(Metrics::default()),
+        DecisionLog::off(),
+    )?);
+    anyhow::ensure!(
+        has_organization_model(&engine),
+        "the schema is not the cedargate organization model (User, Organization, Membership, Department)"
+    );
+    let sink = args.invites.mail_sink(&args.database_url);
+    let mailer = Arc::new(Mailer::new(
+        engine.store().pool().clone(),
+        sink,
+        &args.invites.mail_from,
+    )?);
+    let settings = args.invites.settings("127.0.0.1:8180");
+    Ok((
+        InviteService::new(engine, Some(mailer.clone()), settings),
+        mailer,
+    ))
+}
+
+/// The schema declares the entity types the invitation service writes.
+pub fn has_organization_model(engine: &Engine) -> bool {
+    let loaded = engine.current();
+    let declared: Vec<String> = loaded
+        .snapshot
+        .schema()
+        .entity_types()
+        .map(|t| t.to_string())
+        .collect();
+    ["User", "Organization", "Membership", "Department"]
+        .iter()
+        .all(|t| declared.iter().any(|d| d == t))
+}
 
 /// A built server, bound to its socket, not yet serving.
 #[derive(Debug)]
@@ -30,6 +117,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     engine: Arc<Engine>,
+    mailer: Option<Arc<Mailer>>,
     config: ServeConfig,
 }
 
@@ -37,6 +125,14 @@ impl Application {
     /// Loads and validates the policies, opens and migrates the database,
     /// seeds entities, and binds the socket.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with a given clock (tests pass a `ManualClock`).
+    pub async fn build_with_clock(
+        config: ServeConfig,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let snapshot = policy::load(&config.policy.policies, &config.policy.schema)
             .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))?;
         let pool = crate::db::connect(&config.database_url)
@@ -72,22 +168,27 @@ impl Application {
             log,
         )?);
         let auth = Arc::new(resolve_auth(&config)?);
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let bound = listener.local_addr()?;
+        let (invites, mailer) = invitation_service(&config, &engine, &bound.to_string())?;
         let state = AppState {
             engine: engine.clone(),
             metrics,
             auth,
+            invites,
+            clock,
         };
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             timeout: Duration::from_millis(config.request_timeout_ms),
         };
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.bind))?;
         Ok(Self {
             listener,
             router: http::router(state, limits),
             engine,
+            mailer,
             config,
         })
     }
@@ -113,6 +214,9 @@ impl Application {
             Duration::from_millis(self.config.sync_interval_ms),
         ));
         tasks.spawn(sighup_loop(self.engine.clone()));
+        if let Some(mailer) = &self.mailer {
+            tasks.spawn(mailer.clone().run(MAIL_POLL));
+        }
         let _watcher = if self.config.watch {
             Some(watch(
                 self.engine.clone(),

@@ -119,6 +119,18 @@ impl EntityStore {
         Ok(rows.into_iter().map(|(uid, _)| uid).collect())
     }
 
+    /// Deletes entities inside the caller's transaction (the caller calls
+    /// [`EntityStore::invalidate`] after committing).
+    pub async fn delete_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        uids: &[EntityUid],
+    ) -> Result<(), StoreError> {
+        for uid in uids {
+            sql::delete_in(tx, uid).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes one entity. Returns `false` if it did not exist.
     pub async fn delete(&self, uid: &EntityUid) -> Result<bool, StoreError> {
         let deleted = sql::delete(&self.pool, uid).await?;
@@ -317,8 +329,9 @@ fn normalize(
         }
         given.push(uid);
     }
+    // Cedar names the offending entity and attribute only in the causes.
     let entities = Entities::from_json_value(json, Some(schema))
-        .map_err(|e| WriteError::Invalid(e.to_string()))?;
+        .map_err(|e| WriteError::Invalid(crate::policy::with_causes(&e)))?;
     let actions: HashSet<EntityUid> = schema
         .action_entities()
         .map_err(|e| WriteError::Invalid(e.to_string()))?
@@ -359,7 +372,8 @@ fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let entity = Entity::from_json_value(value, Some(schema)).map_err(|e| e.to_string())?;
+    let entity =
+        Entity::from_json_value(value, Some(schema)).map_err(|e| crate::policy::with_causes(&e))?;
     Ok(Parsed {
         entity,
         parents,

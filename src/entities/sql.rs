@@ -58,20 +58,28 @@ pub(super) async fn upsert_in(
 }
 
 pub(super) async fn delete(pool: &AnyPool, uid: &EntityUid) -> Result<bool, StoreError> {
-    let (ty, id) = type_and_id(uid);
     let mut tx = pool.begin().await?;
+    let deleted = delete_in(&mut tx, uid).await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+pub(super) async fn delete_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    uid: &EntityUid,
+) -> Result<bool, StoreError> {
+    let (ty, id) = type_and_id(uid);
     let deleted = sqlx::query("delete from entity where entity_type = $1 and entity_id = $2")
         .bind(&ty)
         .bind(&id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
         > 0;
     if deleted {
-        let revision = bump_revision(&mut tx).await?;
-        record_change(&mut tx, revision, &ty, &id).await?;
+        let revision = bump_revision(tx).await?;
+        record_change(tx, revision, &ty, &id).await?;
     }
-    tx.commit().await?;
     Ok(deleted)
 }
 

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::entities::{StoreError, WriteError};
+use crate::invites::InviteError;
 
 /// An HTTP error with a stable machine-readable code.
 #[derive(Debug)]
@@ -14,6 +15,11 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// More members of the `error` object (`field`, `policies`); boxed to
+    /// keep `Result<_, ApiError>` small on the happy path.
+    details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<i64>,
 }
 
 impl ApiError {
@@ -23,6 +29,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
+            retry_after: None,
         }
     }
 
@@ -55,6 +63,11 @@ impl ApiError {
         )
     }
 
+    fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.get_or_insert_with(Default::default).insert(key.to_owned(), value.into());
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -63,8 +76,54 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut error = self.details.map(|d| *d).unwrap_or_default();
+        error.insert("code".to_owned(), self.code.into());
+        error.insert("message".to_owned(), self.message.into());
+        let body = serde_json::json!({ "error": error });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+impl From<InviteError> for ApiError {
+    fn from(e: InviteError) -> Self {
+        let message = e.to_string();
+        match e {
+            InviteError::Invalid { field, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_detail("field", field)
+            }
+            InviteError::Forbidden { policies, .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", message).with_detail("policies", policies)
+            }
+            InviteError::UnknownActor(_) => {
+                Self::new(StatusCode::FORBIDDEN, "unknown_actor", message)
+            }
+            InviteError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            InviteError::NotFound(_) => Self::not_found(message),
+            InviteError::RateLimited {
+                retry_after_secs, ..
+            } => {
+                let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                error.retry_after = Some(retry_after_secs);
+                error
+            }
+            InviteError::LinkUnavailable => {
+                Self::new(StatusCode::NOT_FOUND, "link_unavailable", message)
+            }
+            InviteError::Unavailable => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, "unavailable", message)
+            }
+            InviteError::Store(e) => Self::internal(e),
+            InviteError::Projection(e) => Self::internal(e),
+            InviteError::Internal(e) => Self::internal(e),
+        }
     }
 }
 

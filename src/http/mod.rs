@@ -1,11 +1,13 @@
 //! The HTTP API. Handlers extract, call one engine function, and convert;
 //! no SQL or Cedar here.
 
+pub mod admin;
 pub mod authzen;
 pub mod entities;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod invite_page;
 pub mod native;
 pub mod policies;
 
@@ -21,7 +23,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+use crate::clock::Clock;
 use crate::engine::Engine;
+use crate::invites::InviteService;
 use crate::metrics::Metrics;
 use error::ApiError;
 pub use extract::Auth;
@@ -35,6 +39,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Caller authentication.
     pub auth: Arc<Auth>,
+    /// The invitation service (absent when the schema is another model).
+    pub invites: Option<InviteService>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Limits applied to every request.
@@ -56,6 +64,10 @@ pub struct Limits {
         entities::put_entities, entities::delete_entity,
         policies::get_policies, policies::reload,
         health::healthz, health::readyz, health::metrics, openapi_json,
+        admin::create_admin, admin::create_org, admin::list_members, admin::invite, admin::bulk_invite,
+        admin::resend, admin::revoke, admin::edit_member, admin::set_status, admin::remove_member,
+        admin::decide_agent, admin::audit_trail, admin::save_department, admin::delete_department,
+        admin::accept, admin::decline,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -95,6 +107,34 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/v1/policies/reload", post(policies::reload))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi_json))
+        .route("/v1/admins", post(admin::create_admin))
+        .route("/v1/orgs", post(admin::create_org))
+        .route("/v1/orgs/{org}/members", get(admin::list_members))
+        .route("/v1/orgs/{org}/invitations", post(admin::invite))
+        .route("/v1/orgs/{org}/invitations/bulk", post(admin::bulk_invite))
+        .route(
+            "/v1/orgs/{org}/members/{user}",
+            axum::routing::patch(admin::edit_member).delete(admin::remove_member),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{user}/invitation",
+            post(admin::resend).delete(admin::revoke),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{user}/status",
+            put(admin::set_status),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{user}/agent-approval",
+            put(admin::decide_agent),
+        )
+        .route("/v1/orgs/{org}/audit", get(admin::audit_trail))
+        .route(
+            "/v1/orgs/{org}/departments/{department}",
+            put(admin::save_department).delete(admin::delete_department),
+        )
+        .route("/v1/invitations/accept", post(admin::accept))
+        .route("/v1/invitations/decline", post(admin::decline))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::require_token,
@@ -105,7 +145,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route(
             "/.well-known/authzen-configuration",
             get(authzen::configuration),
-        );
+        )
+        .route("/invite/{token}", get(invite_page::show))
+        .route("/invite/accept", post(invite_page::accept))
+        .route("/invite/decline", post(invite_page::decline));
 
     public
         .merge(protected)
@@ -119,7 +162,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         // The trace span records method and path only (no query, no headers),
         // so secrets never reach the logs.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+            tracing::debug_span!("http", method = %req.method(), path = %invite_page::redact_path(req.uri().path()))
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

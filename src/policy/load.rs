@@ -32,6 +32,15 @@ impl SourceFile {
         })
     }
 
+    /// Whether `diagnostic`'s source code is exactly this file's text.
+    fn is_source_of(&self, diagnostic: &dyn miette::Diagnostic) -> bool {
+        // From the first line, with every line after it: the whole source.
+        diagnostic
+            .source_code()
+            .and_then(|source| source.read_span(&(0, 0).into(), 0, usize::MAX).ok())
+            .is_some_and(|whole| whole.data() == self.text.as_bytes())
+    }
+
     fn named(&self) -> NamedSource<String> {
         NamedSource::new(&self.display, self.text.to_string()).with_language("cedar")
     }
@@ -186,6 +195,7 @@ fn load_schema(
     }
     let mut fragments = Vec::new();
     let mut digest = Sha256::new();
+    let mut sources = Vec::with_capacity(files.len());
     for path in &files {
         let file = SourceFile::read(path)?;
         digest.update(file.text.as_bytes());
@@ -200,6 +210,7 @@ fn load_schema(
             Ok(fragment) => fragments.push(fragment),
             Err(report) => problems.push(report),
         }
+        sources.push(file);
     }
     let digest = digest.finalize().into();
     if !problems.is_empty() {
@@ -208,7 +219,16 @@ fn load_schema(
     match Schema::from_schema_fragments(fragments) {
         Ok(schema) => Ok((Some(schema), digest)),
         Err(e) => {
-            problems.push(Report::new(e));
+            // Errors found when combining the fragments (an undeclared type)
+            // carry the text of their fragment but not its file name.
+            let report = match sources.iter().find(|file| file.is_source_of(&e)) {
+                Some(file) => InFile::report(e, file.named()),
+                None => match sources.as_slice() {
+                    [only] => Report::new(e).wrap_err(format!("in the schema `{}`", only.display)),
+                    _ => Report::new(e),
+                },
+            };
+            problems.push(report);
             Ok((None, digest))
         }
     }

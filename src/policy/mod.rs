@@ -121,6 +121,11 @@ impl PolicySnapshot {
         self.origins.get(&PolicyId::new(id))
     }
 
+    /// The annotation `key` of policy `id` (e.g. `@message("…")`).
+    pub fn annotation(&self, id: &str, key: &str) -> Option<&str> {
+        self.policies.annotation(&PolicyId::new(id), key)
+    }
+
     /// Every policy id with its origin, sorted by file and line.
     pub fn policy_ids(&self) -> Vec<(String, &PolicyOrigin)> {
         let mut ids: Vec<_> = self
@@ -169,10 +174,24 @@ impl PolicySnapshot {
         let response = self
             .authorizer
             .is_authorized(request, &self.policies, entities);
-        let errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| e.to_string())
+        // Cedar reads a missing principal or resource as an entity without
+        // attributes, ancestors or tags (`principal in ...` and `hasTag` are
+        // simply false), so an unknown user would get a plain Deny that hides
+        // the cause. It is an error, like every other missing entity.
+        let missing = [
+            ("principal", request.principal()),
+            ("resource", request.resource()),
+        ]
+        .into_iter()
+        .filter_map(|(role, uid)| {
+            let uid = uid?;
+            entities
+                .get(uid)
+                .is_none()
+                .then(|| format!("the {role} `{uid}` is not a known entity"))
+        });
+        let errors: Vec<String> = missing
+            .chain(response.diagnostics().errors().map(|e| e.to_string()))
             .collect();
         let cedar_allow = response.decision() == cedar_policy::Decision::Allow;
         let allow = cedar_allow && errors.is_empty();
@@ -197,7 +216,7 @@ impl PolicySnapshot {
 
 /// `error` followed by its causes. Cedar keeps the specifics (which entity,
 /// which attribute) in the source chain, not in the top-level message.
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

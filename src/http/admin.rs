@@ -1,0 +1,424 @@
+//! The administration API of the invitation service. Every call names the
+//! acting user in `X-Cedargate-Actor` (user id or e-mail), and
+//! `X-Cedargate-Actor-Mfa: true` when the actor's session passed two-step
+//! verification; the actor is authorized through the Cedar policies.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use crate::audit;
+use crate::invites::bulk::{BulkOptions, BulkReport};
+use crate::invites::service::{Accepted, EditInput, InviteInput, InviteOutcome, MemberView};
+use crate::invites::{Actor, InviteError, InviteService, Status};
+
+/// The header naming the acting user.
+pub const ACTOR_HEADER: &str = "x-cedargate-actor";
+/// The header saying the actor's session passed MFA.
+pub const ACTOR_MFA_HEADER: &str = "x-cedargate-actor-mfa";
+
+/// The acting user as the request names them.
+#[derive(Debug)]
+pub struct ActorHeader {
+    name: String,
+    mfa: bool,
+    request_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ActorHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let name = header(ACTOR_HEADER)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "name the acting user (user id or e-mail) in the `X-Cedargate-Actor` header",
+                )
+            })?;
+        Ok(Self {
+            name: name.to_owned(),
+            mfa: header(ACTOR_MFA_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            request_id: header("x-request-id").map(str::to_owned),
+        })
+    }
+}
+
+fn service(state: &AppState) -> Result<&InviteService, ApiError> {
+    state
+        .invites
+        .as_ref()
+        .ok_or_else(|| InviteError::Unavailable.into())
+}
+
+async fn actor(state: &AppState, header: ActorHeader) -> Result<(&InviteService, Actor), ApiError> {
+    let service = service(state)?;
+    let actor = service
+        .resolve_actor(&header.name, header.mfa, header.request_id)
+        .await?;
+    Ok((service, actor))
+}
+
+/// A new system administrator.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewAdmin {
+    /// E-mail.
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+}
+
+/// Creates a system administrator (system administrators only).
+#[utoipa::path(post, path = "/v1/admins", tag = "administration", request_body = NewAdmin,
+    responses((status = 201, description = "created"), (status = 403, description = "refused by the policies")))]
+pub async fn create_admin(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    ApiJson(body): ApiJson<NewAdmin>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    let user_id = service
+        .create_admin(
+            &actor,
+            &body.email,
+            &body.first_name,
+            &body.last_name,
+            state.clock.now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"user_id": user_id}))))
+}
+
+/// A new organization and its first owner.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewOrganization {
+    /// Id (slug), e.g. `acme`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Require two-step verification.
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// The first owner, who receives an invitation.
+    pub owner: InviteInput,
+}
+
+/// Creates an organization and invites its owner (system administrators only).
+#[utoipa::path(post, path = "/v1/orgs", tag = "administration", request_body = NewOrganization,
+    responses((status = 201, body = InviteOutcome), (status = 403, description = "refused by the policies"), (status = 409, description = "exists")))]
+pub async fn create_org(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    ApiJson(body): ApiJson<NewOrganization>,
+) -> Result<(StatusCode, Json<InviteOutcome>), ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    let outcome = service
+        .create_org(
+            &actor,
+            &body.id,
+            &body.name,
+            body.require_mfa,
+            body.owner,
+            state.clock.now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(outcome)))
+}
+
+/// The organization's members with status, role, permissions,
+/// restrictions, department, agent flag and invitation state.
+#[utoipa::path(get, path = "/v1/orgs/{org}/members", tag = "administration",
+    params(("org" = String, Path)), responses((status = 200, body = Vec<MemberView>)))]
+pub async fn list_members(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<MemberView>>, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    Ok(Json(
+        service
+            .list_members(&actor, &org, state.clock.now())
+            .await?,
+    ))
+}
+
+/// Invites one person ("save" with `send: false`, "save and send" by default).
+#[utoipa::path(post, path = "/v1/orgs/{org}/invitations", tag = "administration",
+    params(("org" = String, Path)), request_body = InviteInput,
+    responses((status = 201, body = InviteOutcome), (status = 403, description = "refused by the policies"),
+              (status = 409, description = "already a member"), (status = 422, description = "invalid field"),
+              (status = 429, description = "rate limited; see Retry-After")))]
+pub async fn invite(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<InviteInput>,
+) -> Result<(StatusCode, Json<InviteOutcome>), ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    let outcome = service
+        .invite(&actor, &org, &body, state.clock.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(outcome)))
+}
+
+/// Invites everyone in a CSV file (`Content-Type: text/csv`); see the README
+/// for the columns. Validates the whole file first.
+#[utoipa::path(post, path = "/v1/orgs/{org}/invitations/bulk", tag = "administration",
+    params(("org" = String, Path), BulkOptions), request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = BulkReport), (status = 422, description = "the file cannot be read"), (status = 429, description = "would cross the rate limit")))]
+pub async fn bulk_invite(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path(org): Path<String>,
+    Query(options): Query<BulkOptions>,
+    body: String,
+) -> Result<Json<BulkReport>, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    Ok(Json(
+        service
+            .bulk_invite(&actor, &org, &body, options, state.clock.now())
+            .await?,
+    ))
+}
+
+/// Resends a pending member's invitation: a new link; the old one stops working.
+#[utoipa::path(post, path = "/v1/orgs/{org}/members/{user}/invitation", tag = "administration",
+    params(("org" = String, Path), ("user" = String, Path)), responses((status = 200, body = InviteOutcome)))]
+pub async fn resend(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<Json<InviteOutcome>, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    Ok(Json(
+        service
+            .resend(&actor, &org, &user, state.clock.now())
+            .await?,
+    ))
+}
+
+/// Revokes a pending member's invitation.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}/invitation", tag = "administration",
+    params(("org" = String, Path), ("user" = String, Path)), responses((status = 204, description = "revoked")))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    service
+        .revoke(&actor, &org, &user, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes a member's role, permissions, department, restrictions or agent flag.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/members/{user}", tag = "administration",
+    params(("org" = String, Path), ("user" = String, Path)), request_body = EditInput, responses((status = 200, body = MemberView)))]
+pub async fn edit_member(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, user)): Path<(String, String)>,
+    ApiJson(body): ApiJson<EditInput>,
+) -> Result<Json<MemberView>, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    Ok(Json(
+        service
+            .edit_member(&actor, &org, &user, &body, state.clock.now())
+            .await?,
+    ))
+}
+
+/// A status change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct StatusChange {
+    /// `ACTIVE` or `INACTIVE`.
+    pub status: String,
+}
+
+/// Sets a member ACTIVE or INACTIVE.
+#[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/status", tag = "administration",
+    params(("org" = String, Path), ("user" = String, Path)), request_body = StatusChange, responses((status = 200, body = MemberView)))]
+pub async fn set_status(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, user)): Path<(String, String)>,
+    ApiJson(body): ApiJson<StatusChange>,
+) -> Result<Json<MemberView>, ApiError> {
+    let status = Status::parse(&body.status)?;
+    let (service, actor) = actor(&state, who).await?;
+    Ok(Json(
+        service
+            .set_status(&actor, &org, &user, status, state.clock.now())
+            .await?,
+    ))
+}
+
+/// Removes a membership.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}", tag = "administration",
+    params(("org" = String, Path), ("user" = String, Path)), responses((status = 204, description = "removed")))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    service
+        .remove_member(&actor, &org, &user, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An agent decision.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AgentDecision {
+    /// Approve (`true`) or reject (`false`).
+    pub approved: bool,
+    /// Reference of the signed Notice of Agent Designation (required to approve).
+    #[serde(default)]
+    pub designation: Option<String>,
+}
+
+/// Approves or rejects a third-party agent (system administrators only).
+#[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/agent-approval", tag = "administration",
+    params(("org" = String, Path), ("user" = String, Path)), request_body = AgentDecision, responses((status = 200, body = MemberView)))]
+pub async fn decide_agent(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, user)): Path<(String, String)>,
+    ApiJson(body): ApiJson<AgentDecision>,
+) -> Result<Json<MemberView>, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    let view = service
+        .decide_agent(
+            &actor,
+            &org,
+            &user,
+            body.approved,
+            body.designation.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+    Ok(Json(view))
+}
+
+/// The organization's audit trail, oldest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit", tag = "administration",
+    params(("org" = String, Path), audit::Filter), responses((status = 200, body = Vec<audit::Record>)))]
+pub async fn audit_trail(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path(org): Path<String>,
+    Query(filter): Query<audit::Filter>,
+) -> Result<Json<Vec<audit::Record>>, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    Ok(Json(
+        service
+            .audit_trail(&actor, &org, &filter, state.clock.now())
+            .await?,
+    ))
+}
+
+/// A department's name.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct DepartmentBody {
+    /// Display name.
+    pub name: String,
+}
+
+/// Creates or renames a department.
+#[utoipa::path(put, path = "/v1/orgs/{org}/departments/{department}", tag = "administration",
+    params(("org" = String, Path), ("department" = String, Path)), request_body = DepartmentBody, responses((status = 204, description = "saved")))]
+pub async fn save_department(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, department)): Path<(String, String)>,
+    ApiJson(body): ApiJson<DepartmentBody>,
+) -> Result<StatusCode, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    service
+        .save_department(&actor, &org, &department, &body.name, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a department; its members keep no department.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/departments/{department}", tag = "administration",
+    params(("org" = String, Path), ("department" = String, Path)), responses((status = 204, description = "deleted")))]
+pub async fn delete_department(
+    State(state): State<AppState>,
+    who: ActorHeader,
+    Path((org, department)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (service, actor) = actor(&state, who).await?;
+    service
+        .delete_department(&actor, &org, &department, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Accepting through the API (for host applications with their own page).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AcceptBody {
+    /// The secret from the link.
+    pub token: String,
+    /// The new password (when the person has no account yet).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Accepts an invitation (the token travels in the body, never in a URL).
+#[utoipa::path(post, path = "/v1/invitations/accept", tag = "invitations", request_body = AcceptBody,
+    responses((status = 200, body = Accepted), (status = 404, description = "link unavailable"), (status = 422, description = "password rules")))]
+pub async fn accept(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<AcceptBody>,
+) -> Result<Json<Accepted>, ApiError> {
+    let service = service(&state)?;
+    Ok(Json(
+        service
+            .accept(
+                &body.token,
+                body.password.as_deref(),
+                None,
+                state.clock.now(),
+            )
+            .await?,
+    ))
+}
+
+/// Declining through the API.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct DeclineBody {
+    /// The secret from the link.
+    pub token: String,
+}
+
+/// Declines an invitation.
+#[utoipa::path(post, path = "/v1/invitations/decline", tag = "invitations", request_body = DeclineBody,
+    responses((status = 204, description = "declined"), (status = 404, description = "link unavailable")))]
+pub async fn decline(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DeclineBody>,
+) -> Result<StatusCode, ApiError> {
+    let service = service(&state)?;
+    service
+        .decline(&body.token, None, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

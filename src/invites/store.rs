@@ -1,0 +1,531 @@
+//! SQL of the invitation service. Flags are integers (0/1) and times unix
+//! seconds, for the `Any` driver. Every function takes a connection so the
+//! service can compose them in one transaction.
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::model::{Permissions, Restrictions, Status};
+
+type Conn = AnyConnection;
+
+/// A person.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub user_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub has_password: bool,
+    pub system_admin: bool,
+}
+
+/// An organization.
+#[derive(Debug, Clone)]
+pub struct OrgRow {
+    pub org_id: String,
+    pub name: String,
+    pub require_mfa: bool,
+}
+
+/// One person's membership in one organization.
+#[derive(Debug, Clone)]
+pub struct MembershipRow {
+    pub org_id: String,
+    pub user_id: String,
+    pub status: Status,
+    pub role: String,
+    pub permissions: Permissions,
+    pub restrictions: Restrictions,
+    pub department_id: Option<String>,
+    pub agent: bool,
+    pub agent_approved: bool,
+    pub agent_designation: Option<String>,
+    pub invited_by: Option<String>,
+}
+
+/// An invitation.
+#[derive(Debug, Clone)]
+pub struct InvitationRow {
+    pub invitation_id: String,
+    pub org_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub state: String,
+    pub invited_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+fn flag(row: &AnyRow, i: usize) -> bool {
+    row.get::<i64, _>(i) != 0
+}
+
+fn user(row: AnyRow) -> UserRow {
+    UserRow {
+        user_id: row.get(0),
+        email: row.get(1),
+        first_name: row.get(2),
+        last_name: row.get(3),
+        has_password: row.get::<Option<String>, _>(4).is_some(),
+        system_admin: flag(&row, 5),
+    }
+}
+
+const USER_COLUMNS: &str = "user_id, email, first_name, last_name, password_hash, system_admin";
+
+pub async fn user_by_id(conn: &mut Conn, user_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    let sql = format!("select {USER_COLUMNS} from app_user where user_id = $1");
+    Ok(sqlx::query(&sql)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .map(user))
+}
+
+pub async fn user_by_email(conn: &mut Conn, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    let sql = format!("select {USER_COLUMNS} from app_user where email = $1");
+    Ok(sqlx::query(&sql)
+        .bind(email)
+        .fetch_optional(conn)
+        .await?
+        .map(user))
+}
+
+pub async fn insert_user(
+    conn: &mut Conn,
+    user_id: &str,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+    system_admin: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into app_user (user_id, email, first_name, last_name, system_admin, created_at)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(user_id)
+    .bind(email)
+    .bind(first_name)
+    .bind(last_name)
+    .bind(i64::from(system_admin))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the password hash only if none is set yet.
+pub async fn set_password_if_unset(
+    conn: &mut Conn,
+    user_id: &str,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update app_user set password_hash = $1 where user_id = $2 and password_hash is null",
+    )
+    .bind(hash)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn org_by_id(conn: &mut Conn, org_id: &str) -> Result<Option<OrgRow>, sqlx::Error> {
+    let row = sqlx::query("select org_id, name, require_mfa from organization where org_id = $1")
+        .bind(org_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| OrgRow {
+        org_id: r.get(0),
+        name: r.get(1),
+        require_mfa: flag(&r, 2),
+    }))
+}
+
+pub async fn insert_org(conn: &mut Conn, org: &OrgRow, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into organization (org_id, name, require_mfa, created_at) values ($1, $2, $3, $4)",
+    )
+    .bind(&org.org_id)
+    .bind(&org.name)
+    .bind(i64::from(org.require_mfa))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+const MEMBERSHIP_COLUMNS: &str = "org_id, user_id, status, role, permissions, restrictions, department_id, \
+                                  agent, agent_approved, agent_designation, invited_by";
+
+fn membership(row: AnyRow) -> Result<MembershipRow, sqlx::Error> {
+    let decode = |i: usize| -> Result<Value, sqlx::Error> {
+        serde_json::from_str(&row.get::<String, _>(i)).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    let permissions = Permissions::parse(&decode(4)?, None)
+        .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
+    let restrictions: Restrictions =
+        serde_json::from_value(decode(5)?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let status = Status::parse(&row.get::<String, _>(2))
+        .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
+    Ok(MembershipRow {
+        org_id: row.get(0),
+        user_id: row.get(1),
+        status,
+        role: row.get(3),
+        permissions,
+        restrictions,
+        department_id: row.get(6),
+        agent: flag(&row, 7),
+        agent_approved: flag(&row, 8),
+        agent_designation: row.get(9),
+        invited_by: row.get(10),
+    })
+}
+
+pub async fn membership_of(
+    conn: &mut Conn,
+    org_id: &str,
+    user_id: &str,
+) -> Result<Option<MembershipRow>, sqlx::Error> {
+    let sql =
+        format!("select {MEMBERSHIP_COLUMNS} from membership where org_id = $1 and user_id = $2");
+    sqlx::query(&sql)
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .map(membership)
+        .transpose()
+}
+
+pub async fn memberships_of_user(
+    conn: &mut Conn,
+    user_id: &str,
+) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    let sql =
+        format!("select {MEMBERSHIP_COLUMNS} from membership where user_id = $1 order by org_id");
+    sqlx::query(&sql)
+        .bind(user_id)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(membership)
+        .collect()
+}
+
+pub async fn memberships_of_org(
+    conn: &mut Conn,
+    org_id: &str,
+) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    let sql =
+        format!("select {MEMBERSHIP_COLUMNS} from membership where org_id = $1 order by user_id");
+    sqlx::query(&sql)
+        .bind(org_id)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(membership)
+        .collect()
+}
+
+/// Inserts or replaces a membership row.
+pub async fn save_membership(
+    conn: &mut Conn,
+    m: &MembershipRow,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into membership (org_id, user_id, status, role, permissions, restrictions, department_id,
+                                 agent, agent_approved, agent_designation, invited_by, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         on conflict (org_id, user_id) do update set
+             status = excluded.status, role = excluded.role, permissions = excluded.permissions,
+             restrictions = excluded.restrictions, department_id = excluded.department_id,
+             agent = excluded.agent, agent_approved = excluded.agent_approved,
+             agent_designation = excluded.agent_designation, updated_at = excluded.updated_at",
+    )
+    .bind(&m.org_id)
+    .bind(&m.user_id)
+    .bind(m.status.as_str())
+    .bind(&m.role)
+    .bind(m.permissions_json())
+    .bind(serde_json::to_string(&m.restrictions).unwrap_or_else(|_| "{}".to_owned()))
+    .bind(m.department_id.clone())
+    .bind(i64::from(m.agent))
+    .bind(i64::from(m.agent_approved))
+    .bind(m.agent_designation.clone())
+    .bind(m.invited_by.clone())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl MembershipRow {
+    fn permissions_json(&self) -> String {
+        self.permissions.to_json().to_string()
+    }
+}
+
+pub async fn delete_membership(
+    conn: &mut Conn,
+    org_id: &str,
+    user_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("delete from invitation where org_id = $1 and user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query("delete from membership where org_id = $1 and user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+const INVITATION_COLUMNS: &str =
+    "invitation_id, org_id, user_id, email, state, invited_by, created_at, expires_at";
+
+fn invitation(row: AnyRow) -> InvitationRow {
+    InvitationRow {
+        invitation_id: row.get(0),
+        org_id: row.get(1),
+        user_id: row.get(2),
+        email: row.get(3),
+        state: row.get(4),
+        invited_by: row.get(5),
+        created_at: row.get(6),
+        expires_at: row.get(7),
+    }
+}
+
+/// The newest invitation of a membership, whatever its state.
+pub async fn latest_invitation(
+    conn: &mut Conn,
+    org_id: &str,
+    user_id: &str,
+) -> Result<Option<InvitationRow>, sqlx::Error> {
+    let sql = format!(
+        "select {INVITATION_COLUMNS} from invitation where org_id = $1 and user_id = $2 order by created_at desc, invitation_id limit 1"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .map(invitation))
+}
+
+pub async fn insert_invitation(
+    conn: &mut Conn,
+    inv: &InvitationRow,
+    token_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into invitation (invitation_id, org_id, user_id, email, token_hash, state, invited_by, created_at, expires_at)
+         values ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8)",
+    )
+    .bind(&inv.invitation_id)
+    .bind(&inv.org_id)
+    .bind(&inv.user_id)
+    .bind(&inv.email)
+    .bind(token_hash)
+    .bind(&inv.invited_by)
+    .bind(inv.created_at)
+    .bind(inv.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes the live invitation of a membership. Returns how many were revoked.
+pub async fn revoke_pending(
+    conn: &mut Conn,
+    org_id: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update invitation set state = 'REVOKED', decided_at = $1 where org_id = $2 and user_id = $3 and state = 'PENDING'",
+    )
+    .bind(now)
+    .bind(org_id)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Revokes every live invitation `inviter` sent in `org` (E26).
+pub async fn revoke_sent_by(
+    conn: &mut Conn,
+    org_id: &str,
+    inviter: &str,
+    now: i64,
+) -> Result<Vec<InvitationRow>, sqlx::Error> {
+    let sql = format!(
+        "update invitation set state = 'REVOKED', decided_at = $1 where org_id = $2 and invited_by = $3 and state = 'PENDING'
+         returning {INVITATION_COLUMNS}"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(now)
+        .bind(org_id)
+        .bind(inviter)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(invitation)
+        .collect())
+}
+
+/// Atomically moves a live, unexpired invitation to `state` (ACCEPTED or
+/// DECLINED). At most one caller ever gets `Some` for one token (E10).
+pub async fn consume(
+    conn: &mut Conn,
+    token_hash: &str,
+    state: &str,
+    now: i64,
+) -> Result<Option<InvitationRow>, sqlx::Error> {
+    let sql = format!(
+        "update invitation set state = $1, decided_at = $2
+         where token_hash = $3 and state = 'PENDING' and expires_at > $2
+         returning {INVITATION_COLUMNS}"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(state)
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(conn)
+        .await?
+        .map(invitation))
+}
+
+/// A live, unexpired invitation by token hash (for showing the page).
+pub async fn live_invitation(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<InvitationRow>, sqlx::Error> {
+    let sql = format!(
+        "select {INVITATION_COLUMNS} from invitation where token_hash = $1 and state = 'PENDING' and expires_at > $2"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?
+        .map(invitation))
+}
+
+/// Invitations created in `org` since `since`: (count, oldest created_at).
+pub async fn invitations_since(
+    conn: &mut Conn,
+    org_id: &str,
+    since: i64,
+) -> Result<(i64, Option<i64>), sqlx::Error> {
+    let row = sqlx::query(
+        "select count(*), min(created_at) from invitation where org_id = $1 and created_at > $2",
+    )
+    .bind(org_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+pub async fn department_exists(
+    conn: &mut Conn,
+    org_id: &str,
+    department_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("select 1 from department where org_id = $1 and department_id = $2")
+        .bind(org_id)
+        .bind(department_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+pub async fn save_department(
+    conn: &mut Conn,
+    org_id: &str,
+    department_id: &str,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into department (org_id, department_id, name) values ($1, $2, $3)
+         on conflict (org_id, department_id) do update set name = excluded.name",
+    )
+    .bind(org_id)
+    .bind(department_id)
+    .bind(name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a department and returns the members who were in it (E29:
+/// they now have no department).
+pub async fn delete_department(
+    conn: &mut Conn,
+    org_id: &str,
+    department_id: &str,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let members: Vec<String> =
+        sqlx::query("select user_id from membership where org_id = $1 and department_id = $2")
+            .bind(org_id)
+            .bind(department_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+    sqlx::query(
+        "update membership set department_id = null where org_id = $1 and department_id = $2",
+    )
+    .bind(org_id)
+    .bind(department_id)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query("delete from department where org_id = $1 and department_id = $2")
+        .bind(org_id)
+        .bind(department_id)
+        .execute(conn)
+        .await?;
+    Ok((done.rows_affected() > 0).then_some(members))
+}
+
+/// The `tenant` of a stored `Account` entity, if there is one.
+pub async fn account_tenant(
+    conn: &mut Conn,
+    account_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row =
+        sqlx::query("select body from entity where entity_type = 'Account' and entity_id = $1")
+            .bind(account_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|r| {
+        let body: Value = serde_json::from_str(&r.get::<String, _>(0)).ok()?;
+        body.pointer("/attrs/tenant")?.as_str().map(str::to_owned)
+    }))
+}
+
+/// Takes the write lock first, so that transactions which read before
+/// writing never deadlock or fail to upgrade (SQLite) and writers queue in
+/// one order (PostgreSQL row lock on the revision row).
+pub async fn begin_write(
+    pool: &sqlx::AnyPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("update store_revision set revision = revision where id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
