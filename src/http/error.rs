@@ -64,7 +64,9 @@ impl ApiError {
     }
 
     fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.details.get_or_insert_with(Default::default).insert(key.to_owned(), value.into());
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.into());
         self
     }
 
@@ -97,10 +99,12 @@ impl From<InviteError> for ApiError {
         let message = e.to_string();
         match e {
             InviteError::Invalid { field, .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_detail("field", field)
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+                    .with_detail("field", field)
             }
             InviteError::Forbidden { policies, .. } => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", message).with_detail("policies", policies)
+                Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+                    .with_detail("policies", policies)
             }
             InviteError::UnknownActor(_) => {
                 Self::new(StatusCode::FORBIDDEN, "unknown_actor", message)

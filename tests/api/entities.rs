@@ -1,0 +1,230 @@
+//! Entity writes, persistence, and caches that never serve a decision made
+//! before a write.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, action, example_entity, uid};
+
+async fn olivia_reads_billing(app: &TestApp) -> Value {
+    app.is_authorized(
+        uid("User", "olivia"),
+        action("billing.read"),
+        uid("Organization", "acme"),
+        json!({}),
+    )
+    .await
+}
+
+async fn olivia_reads_account(app: &TestApp, account: &str) -> Value {
+    app.is_authorized(
+        uid("User", "olivia"),
+        action("accounts.read"),
+        uid("Account", account),
+        json!({}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_put_with_one_invalid_entity_is_a_400_naming_it_and_writes_nothing() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let valid = json!({"uid": {"type": "Account", "id": "acme-new"}, "attrs": {"tenant": "acme", "accountType": "Active"}, "parents": []});
+    let invalid = json!({"uid": {"type": "Account", "id": "acme-broken"}, "attrs": {"tenant": "acme", "accountType": 5}, "parents": []});
+    let before = olivia_reads_account(&app, "acme-new").await;
+
+    // Act
+    let (status, answer) = app.put_json("/v1/entities", &json!([valid, invalid])).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_entities", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("acme-broken"),
+        "the message names the invalid entity: {message}"
+    );
+    let after = olivia_reads_account(&app, "acme-new").await;
+    assert_eq!(before["decision"], "deny", "{before}");
+    assert_eq!(
+        after["decision"], "deny",
+        "the valid entity must not have been written: {after}"
+    );
+    assert_eq!(after["errors"], before["errors"], "{after}");
+    // The same entity alone is accepted and then decides.
+    let (status, answer) = app.put_json("/v1/entities", &json!([valid])).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["upserted"], 1);
+    assert_eq!(
+        olivia_reads_account(&app, "acme-new").await["decision"],
+        "allow"
+    );
+}
+
+#[tokio::test]
+async fn a_put_that_is_not_an_array_of_entities_is_a_400() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let bodies = [
+        json!({"uid": {"type": "Organization", "id": "x"}}),
+        json!([{"attrs": {}}]),
+        json!([{"uid": {"type": "Robot", "id": "x"}, "attrs": {}, "parents": []}]),
+        json!([
+            example_entity("Organization", "acme"),
+            example_entity("Organization", "acme")
+        ]),
+    ];
+
+    for body in bodies {
+        // Act
+        let (status, answer) = app.put_json("/v1/entities", &body).await;
+
+        // Assert
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_entities", "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_an_entity_is_204_and_deleting_it_again_is_404() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+
+    // Act
+    let (first, _) = app.delete("/v1/entities/Account/acme-active-2").await;
+    let (second, answer) = app.delete("/v1/entities/Account/acme-active-2").await;
+
+    // Assert
+    assert_eq!(first, StatusCode::NO_CONTENT);
+    assert_eq!(second, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn ids_with_slashes_and_quotes_are_deleted_when_percent_encoded() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let odd = json!([{"uid": {"type": "Department", "id": "acme/r&d \"labs\""}, "attrs": {"tenant": "acme", "name": "R&D"}, "parents": []}]);
+    let (status, answer) = app.put_json("/v1/entities", &odd).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // Act
+    let (deleted, _) = app.delete("/v1/entities/Membership/acme%2Folivia").await;
+    let (odd_deleted, answer) = app
+        .delete("/v1/entities/Department/acme%2Fr%26d%20%22labs%22")
+        .await;
+
+    // Assert
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(odd_deleted, StatusCode::NO_CONTENT, "{answer}");
+    assert_eq!(olivia_reads_billing(&app).await["decision"], "deny");
+}
+
+#[tokio::test]
+async fn entities_persist_across_a_restart_on_the_same_database_file() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let (status, _) = app.delete("/v1/entities/Membership/acme%2Fpete").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Act
+    let app = app.restart().await;
+
+    // Assert
+    let olivia = olivia_reads_billing(&app).await;
+    assert_eq!(olivia["decision"], "allow", "{olivia}");
+    assert_eq!(olivia["cached"], false, "a new process has an empty cache");
+    let (status, _) = app.delete("/v1/entities/Membership/acme%2Fpete").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the deletion persisted too");
+}
+
+#[tokio::test]
+async fn a_membership_change_changes_the_next_decision_even_after_it_was_cached() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let first = olivia_reads_billing(&app).await;
+    let second = olivia_reads_billing(&app).await;
+    let third = olivia_reads_billing(&app).await;
+    assert_eq!(first["decision"], "allow", "{first}");
+    assert_eq!(first["cached"], false);
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(third["cached"], true, "{third}");
+    let mut membership = example_entity("Membership", "acme/olivia");
+    membership["attrs"]["perms"]["billing"] = json!(0);
+
+    // Act
+    let (status, answer) = app.put_json("/v1/entities", &json!([membership])).await;
+    let after = olivia_reads_billing(&app).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        after["decision"], "deny",
+        "a cached allow was served after the write: {after}"
+    );
+    assert_eq!(after["cached"], false);
+    assert_eq!(after["reasons"], json!([]));
+}
+
+#[tokio::test]
+async fn a_deletion_changes_the_next_decision_even_after_it_was_cached() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    for _ in 0..3 {
+        olivia_reads_billing(&app).await;
+    }
+    let cached = olivia_reads_billing(&app).await;
+    assert_eq!(cached["decision"], "allow");
+    assert_eq!(cached["cached"], true);
+
+    // Act
+    let (status, _) = app.delete("/v1/entities/User/olivia").await;
+    let after = olivia_reads_billing(&app).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        after["decision"], "deny",
+        "a cached allow was served after the deletion: {after}"
+    );
+    assert_eq!(after["cached"], false);
+}
+
+#[tokio::test]
+async fn a_change_to_an_entity_two_hops_away_changes_the_next_decision() {
+    // Arrange: globex requires MFA; gwen's decision goes through her
+    // membership to the organization.
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let ask = || {
+        app.is_authorized(
+            uid("User", "gwen"),
+            action("billing.read"),
+            uid("Organization", "globex"),
+            json!({}),
+        )
+    };
+    ask().await;
+    let cached = ask().await;
+    assert_eq!(cached["decision"], "deny");
+    assert_eq!(cached["reasons"], json!(["organization-requires-mfa"]));
+    assert_eq!(cached["cached"], true);
+    let mut globex = example_entity("Organization", "globex");
+    globex["attrs"]["requireMfa"] = json!(false);
+
+    // Act
+    let (status, answer) = app.put_json("/v1/entities", &json!([globex])).await;
+    let after = ask().await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(after["decision"], "allow", "{after}");
+    assert_eq!(after["reasons"], json!(["billing-read"]));
+}

@@ -1,0 +1,332 @@
+//! A running `cedargate serve` for HTTP tests (zero2prod style): each test
+//! gets its own server on a random port and its own SQLite file in a
+//! temporary directory, so tests run in parallel without sharing state.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cedargate::config::ServeConfig;
+use cedargate::startup::Application;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The API token of [`ServeConfig::for_tests`].
+pub const TOKEN: &str = "test-token";
+
+/// How long a server may take to answer `/readyz` after it was bound.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The repository root (policies/, schema/).
+pub fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A server running in this test's runtime.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// A client without default headers (each helper adds the token).
+    pub client: reqwest::Client,
+    /// The API token.
+    pub token: String,
+    /// The configuration the server was built with (a restart reuses it).
+    pub config: ServeConfig,
+    /// Holds `test.db` and, when asked for, copies of `policies/` and
+    /// `schema/`; `None` only while restarting.
+    dir: Option<TempDir>,
+    /// Whether `policies/` and `schema/` were copied into `dir`.
+    policy_copy: bool,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// A server on the repository's policies and schema, with an empty store.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with the configuration adjusted first.
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let config = Self::config_in(dir.path(), false, configure);
+        Self::start(dir, false, config).await
+    }
+
+    /// A server on copies of `policies/` and `schema/` in its temporary
+    /// directory, which the test may edit ([`TestApp::policies_dir`]).
+    pub async fn spawn_with_policy_copy() -> Self {
+        Self::spawn_with_policy_copy_and(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with_policy_copy`], with the configuration
+    /// adjusted first (the policy paths already point at the copies).
+    pub async fn spawn_with_policy_copy_and(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        for sub in ["policies", "schema"] {
+            copy_dir(&repo_dir().join(sub), &dir.path().join(sub));
+        }
+        let config = Self::config_in(dir.path(), true, configure);
+        Self::start(dir, true, config).await
+    }
+
+    fn config_in(
+        dir: &Path,
+        policy_copy: bool,
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> ServeConfig {
+        let url = format!("sqlite://{}", dir.join("test.db").display())
+            .parse()
+            .expect("a valid sqlite URL");
+        let mut config = ServeConfig::for_tests(url, if policy_copy { dir } else { repo_dir() });
+        configure(&mut config);
+        config
+    }
+
+    async fn start(dir: TempDir, policy_copy: bool, config: ServeConfig) -> Self {
+        let app = Application::build(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the server does not start: {e:#}"));
+        let port = app.local_addr().expect("the bound address").port();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let token = config
+            .api_token
+            .as_ref()
+            .map_or_else(|| TOKEN.to_owned(), |t| t.expose().to_owned());
+        let test_app = Self {
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            token,
+            config,
+            dir: Some(dir),
+            policy_copy,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        };
+        test_app.wait_until_ready().await;
+        test_app
+    }
+
+    /// Polls `GET /readyz` until it answers 200.
+    async fn wait_until_ready(&self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let outcome = self.client.get(self.url("/readyz")).send().await;
+            match outcome {
+                Ok(response) if response.status() == StatusCode::OK => return,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "the server never became ready: last answer {other:?}"
+                ),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops this server (draining in-flight requests) and starts another
+    /// one with the same configuration, on the same database file.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let dir = self.dir.take().expect("the temporary directory");
+        Self::start(dir, self.policy_copy, self.config.clone()).await
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            // A new client: idle keep-alive connections of the old one would
+            // otherwise keep the graceful shutdown waiting.
+            self.client = reqwest::Client::new();
+            server
+                .await
+                .expect("the server task panicked")
+                .expect("the server failed");
+        }
+    }
+
+    /// The temporary directory of this server.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("the temporary directory").path()
+    }
+
+    /// The editable copy of `policies/`.
+    pub fn policies_dir(&self) -> PathBuf {
+        assert!(
+            self.policy_copy,
+            "spawn with `spawn_with_policy_copy` to edit policies"
+        );
+        self.dir().join("policies")
+    }
+
+    /// The editable copy of `schema/`.
+    pub fn schema_dir(&self) -> PathBuf {
+        assert!(
+            self.policy_copy,
+            "spawn with `spawn_with_policy_copy` to edit the schema"
+        );
+        self.dir().join("schema")
+    }
+
+    /// `address` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A request with the API token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends `request` and reads the body as JSON (`Null` when empty; a
+    /// non-JSON body fails the test, since every answer here is JSON).
+    pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("the request is sent");
+        let status = response.status();
+        let text = response.text().await.expect("the body is read");
+        if text.is_empty() {
+            return (status, Value::Null);
+        }
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: the body is not JSON ({e}): {text}"));
+        (status, body)
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// `GET path`.
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// `GET path` as text.
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("the request is sent");
+        let status = response.status();
+        (status, response.text().await.expect("the body is read"))
+    }
+
+    /// `POST /v1/is_authorized`, which must answer 200; returns the body.
+    pub async fn is_authorized(
+        &self,
+        principal: impl Into<Value>,
+        action: impl Into<Value>,
+        resource: impl Into<Value>,
+        context: Value,
+    ) -> Value {
+        let body = json!({
+            "principal": principal.into(),
+            "action": action.into(),
+            "resource": resource.into(),
+            "context": context,
+        });
+        self.is_authorized_body(&body).await
+    }
+
+    /// `POST /v1/is_authorized` with a whole body, which must answer 200.
+    pub async fn is_authorized_body(&self, body: &Value) -> Value {
+        let (status, answer) = self.post_json("/v1/is_authorized", body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+
+    /// `PUT /v1/entities` with `policies/tests/entities/orgs.json`.
+    pub async fn load_example(&self) {
+        let entities = example_entities();
+        let (status, body) = self.put_json("/v1/entities", &entities).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["upserted"], entities.as_array().map_or(0, Vec::len));
+    }
+
+    /// `GET /v1/policies` (must answer 200).
+    pub async fn policy_status(&self) -> Value {
+        let (status, body) = self.get_json("/v1/policies").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The example organizations: `policies/tests/entities/orgs.json`.
+pub fn example_entities() -> Value {
+    let path = repo_dir().join("policies/tests/entities/orgs.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("orgs.json is JSON")
+}
+
+/// One entity of the example, by type and id.
+pub fn example_entity(kind: &str, id: &str) -> Value {
+    example_entities()
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|e| e["uid"]["type"] == kind && e["uid"]["id"] == id)
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no {kind}::{id:?} in orgs.json"))
+}
+
+/// `Type::"id"`.
+pub fn uid(kind: &str, id: &str) -> String {
+    format!("{kind}::\"{id}\"")
+}
+
+/// `Action::"name"`.
+pub fn action(name: &str) -> String {
+    uid("Action", name)
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()))
+    {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("cannot copy to {}: {e}", target.display()));
+        }
+    }
+}
