@@ -7,6 +7,7 @@
 mod error;
 pub mod fmt;
 mod load;
+mod narrow;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -48,6 +49,8 @@ pub struct PolicySnapshot {
     origins: HashMap<PolicyId, PolicyOrigin>,
     files: Vec<String>,
     authorizer: Authorizer,
+    /// Per request shape, only the policies whose scope can match it.
+    narrowed: HashMap<narrow::Shape, PolicySet>,
 }
 
 /// The answer to one request. A Deny is data, not an error.
@@ -86,6 +89,7 @@ impl PolicySnapshot {
         origins: HashMap<PolicyId, PolicyOrigin>,
         files: Vec<String>,
     ) -> Self {
+        let narrowed = narrow::narrow(&policies, &schema);
         Self {
             policies,
             schema,
@@ -93,7 +97,21 @@ impl PolicySnapshot {
             origins,
             files,
             authorizer: Authorizer::new(),
+            narrowed,
         }
+    }
+
+    /// The policies that can apply to `request`: the narrowed set of its
+    /// shape, or the whole set for a shape the schema does not list.
+    fn applicable(&self, request: &Request) -> &PolicySet {
+        let (Some(p), Some(a), Some(r)) =
+            (request.principal(), request.action(), request.resource())
+        else {
+            return &self.policies;
+        };
+        self.narrowed
+            .get(&(a.clone(), p.type_name().clone(), r.type_name().clone()))
+            .unwrap_or(&self.policies)
     }
 
     /// The validated policy set.
@@ -173,7 +191,7 @@ impl PolicySnapshot {
     pub fn decide(&self, request: &Request, entities: &Entities) -> Decision {
         let response = self
             .authorizer
-            .is_authorized(request, &self.policies, entities);
+            .is_authorized(request, self.applicable(request), entities);
         // Cedar reads a missing principal or resource as an entity without
         // attributes, ancestors or tags (`principal in ...` and `hasTag` are
         // simply false), so an unknown user would get a plain Deny that hides

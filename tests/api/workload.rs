@@ -199,3 +199,75 @@ async fn the_sidecar_decides_the_standard_workload_exactly_like_plain_cedar() {
         "the workload mixes allows and denies"
     );
 }
+
+/// Narrowing the policy set by request shape (action, principal type,
+/// resource type) is sound: on every request of the workload the narrowed
+/// decision, reasons and errors equal those of the whole policy set.
+#[test]
+fn narrowed_policy_sets_decide_the_whole_workload_like_the_full_set() {
+    // Arrange
+    let workload = workload_dir();
+    let generated = tempfile::tempdir().unwrap();
+    generate(&workload, generated.path());
+    let snapshot = cedargate::policy::load(
+        &workload.join("policies.cedar"),
+        &workload.join("schema.cedarschema.json"),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render()));
+    let entities = Entities::from_json_str(
+        &read(&generated.path().join("entities.json")),
+        Some(snapshot.schema()),
+    )
+    .unwrap();
+    let full = Authorizer::new();
+    let requests: Vec<Value> = read(&generated.path().join("requests.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        requests.len(),
+        50_000,
+        "the default workload has 50,000 requests"
+    );
+
+    let mut allowed = 0;
+    for (i, r) in requests.iter().enumerate() {
+        let uid = |k: &str| EntityUid::from_json(r[k].clone()).unwrap();
+        let request = snapshot
+            .request(
+                uid("principal"),
+                uid("action"),
+                uid("resource"),
+                r["context"].clone(),
+            )
+            .unwrap();
+
+        // Act
+        let narrowed = snapshot.decide(&request, &entities);
+        let whole = full.is_authorized(&request, snapshot.policies(), &entities);
+
+        // Assert
+        let mut reasons: Vec<String> = whole
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            narrowed.allow,
+            whole.decision() == cedar_policy::Decision::Allow,
+            "request {i}: {r}"
+        );
+        assert_eq!(narrowed.reasons, reasons, "request {i}: {r}");
+        assert_eq!(
+            narrowed.errors.len(),
+            whole.diagnostics().errors().count(),
+            "request {i}: {r}"
+        );
+        allowed += usize::from(narrowed.allow);
+    }
+    println!(
+        "{allowed} of {} requests allowed, all equal to the whole policy set",
+        requests.len()
+    );
+}
