@@ -118,6 +118,7 @@ pub struct Application {
     router: axum::Router,
     engine: Arc<Engine>,
     mailer: Option<Arc<Mailer>>,
+    clock: Arc<dyn Clock>,
     config: ServeConfig,
 }
 
@@ -178,7 +179,7 @@ impl Application {
             metrics,
             auth,
             invites,
-            clock,
+            clock: clock.clone(),
         };
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
@@ -189,6 +190,7 @@ impl Application {
             router: http::router(state, limits),
             engine,
             mailer,
+            clock,
             config,
         })
     }
@@ -215,7 +217,7 @@ impl Application {
         ));
         tasks.spawn(sighup_loop(self.engine.clone()));
         if let Some(mailer) = &self.mailer {
-            tasks.spawn(mailer.clone().run(MAIL_POLL));
+            tasks.spawn(mailer.clone().run(MAIL_POLL, self.clock.clone()));
         }
         let _watcher = if self.config.watch {
             Some(watch(

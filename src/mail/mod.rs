@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 pub const MAX_ATTEMPTS: i64 = 5;
 /// First retry delay in seconds; doubled after each failure.
 const RETRY_BASE_SECS: i64 = 30;
+/// What a delivered message's `body` becomes.
+const DELIVERED_BODY: &str = "(delivered; the body is not kept)";
 
 /// Where messages go.
 #[derive(Debug, Clone)]
@@ -136,8 +138,12 @@ impl Mailer {
             let attempts: i64 = row.get(4);
             match self.send(&id, row.get(1), row.get(2), row.get(3)).await {
                 Ok(()) => {
-                    sqlx::query("update outbox set sent_at = $1, attempts = attempts + 1, last_error = null where message_id = $2")
+                    // The body may carry a one-time invitation link, whose
+                    // secret must not outlive its delivery (only its hash
+                    // is kept, R59): the sent record keeps no body.
+                    sqlx::query("update outbox set sent_at = $1, attempts = attempts + 1, last_error = null, body = $2 where message_id = $3")
                         .bind(now)
+                        .bind(DELIVERED_BODY)
                         .bind(&id)
                         .execute(&self.pool)
                         .await?;
@@ -195,10 +201,11 @@ impl Mailer {
         Ok(())
     }
 
-    /// Runs forever: delivers due messages when woken, and every `every`.
-    pub async fn run(self: Arc<Self>, every: Duration) {
+    /// Runs forever: delivers messages due by `clock` (the clock of the
+    /// service that queued them) when woken, and every `every`.
+    pub async fn run(self: Arc<Self>, every: Duration, clock: Arc<dyn crate::clock::Clock>) {
         loop {
-            if let Err(e) = self.deliver_due(crate::db::unix_now()).await {
+            if let Err(e) = self.deliver_due(clock.now()).await {
                 tracing::warn!(error = %e, "cannot read the outbox");
             }
             tokio::select! {

@@ -1,0 +1,285 @@
+//! In-process benches of the decision path on the standard workload.
+//!
+//! `cargo bench --bench decide` (sizes for the store-size group:
+//! `CEDARGATE_BENCH_SIZES=1k,13k,130k,1m`, default all four).
+//!
+//! - `decide/*`: the engine's `decide` with the decision cache off, entity
+//!   slices from the parsed-entity cache (warm) or from SQLite (cold);
+//!   with the decision cache on; a batch of 100.
+//! - `baseline/*`: plain `cedar-policy` `is_authorized` with the whole
+//!   13k-entity store prebuilt in memory and the whole policy set: the
+//!   in-process rate the sidecar is compared with.
+//! - `policy_load/*`: load + strict validation of 30, 1,000, 10,000 policies.
+//! - `store_size/*`: a cold-slice decision at 1k..1M stored entities.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benches may panic")]
+
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cedar_policy::{Authorizer, Entities, EntityUid, PolicySet, Request};
+use cedargate::cli::PolicyArgs;
+use cedargate::config::DatabaseUrl;
+use cedargate::decisionlog::DecisionLog;
+use cedargate::engine::{AuthzRequest, Engine};
+use cedargate::entities::EntityStore;
+use cedargate::metrics::Metrics;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+
+/// Distinct requests cycled through by the per-decision benches.
+const REQUESTS: usize = 5_000;
+/// Entities per write when filling a store.
+const CHUNK: usize = 20_000;
+
+fn policy_args(w: &workload::Workload) -> PolicyArgs {
+    PolicyArgs {
+        policies: w.source.join("policies.cedar"),
+        schema: w.source.join("schema.cedarschema.json"),
+    }
+}
+
+/// An engine over a SQLite store holding the workload of `size` (filled
+/// once and kept under `target/bench-workload/<size>/store.db`).
+fn engine(rt: &Runtime, size: &str, decision_cache: u64) -> (Arc<Engine>, workload::Workload) {
+    let w = workload::generate(size);
+    let args = policy_args(&w);
+    let snapshot = cedargate::policy::load(&args.policies, &args.schema)
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+    let db = w.dir.join("store.db");
+    let filled = w.dir.join("store.filled");
+    let url: DatabaseUrl = format!("sqlite://{}", db.display()).parse().unwrap();
+    let engine = rt.block_on(async {
+        if !filled.is_file() {
+            let _ = std::fs::remove_file(&db);
+        }
+        let pool = cedargate::db::connect(&url).await.unwrap();
+        let store = Arc::new(EntityStore::new(pool, 2_000_000));
+        if !filled.is_file() {
+            fill(&store, snapshot.schema(), &w.dir.join("entities.json")).await;
+            std::fs::write(&filled, b"").unwrap();
+        }
+        Engine::new(
+            args,
+            snapshot,
+            store,
+            decision_cache,
+            Duration::from_secs(600),
+            Arc::new(Metrics::default()),
+            DecisionLog::off(),
+        )
+        .unwrap()
+    });
+    (Arc::new(engine), w)
+}
+
+async fn fill(store: &EntityStore, schema: &cedar_policy::Schema, path: &Path) {
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for chunk in all.chunks(CHUNK) {
+        store
+            .upsert(schema, serde_json::Value::Array(chunk.to_vec()))
+            .await
+            .unwrap();
+    }
+}
+
+fn authz_requests(w: &workload::Workload, n: usize) -> Vec<AuthzRequest> {
+    w.requests(n)
+        .into_iter()
+        .map(|r| AuthzRequest {
+            principal: r["principal"].clone(),
+            action: r["action"].clone(),
+            resource: r["resource"].clone(),
+            context: r["context"].clone(),
+            entities: Vec::new(),
+        })
+        .collect()
+}
+
+fn decide(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let (engine, w) = engine(&rt, "13k", 0);
+    let requests = authz_requests(&w, REQUESTS);
+    let mut group = c.benchmark_group("decide");
+    group.measurement_time(Duration::from_secs(5));
+
+    // Warm the parsed-entity cache once.
+    rt.block_on(async {
+        for r in &requests {
+            engine.decide(r, "").await;
+        }
+    });
+    let mut i = 0;
+    group.bench_function("cache_off_warm_entities", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % requests.len();
+            let r = &requests[i];
+            let engine = &engine;
+            async move { engine.decide(r, "").await }
+        })
+    });
+    group.bench_function("cache_off_cold_entities", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % requests.len();
+            engine.store().clear_cache();
+            let r = &requests[i];
+            let engine = &engine;
+            async move { engine.decide(r, "").await }
+        })
+    });
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("batch_100_warm_entities", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 100) % (requests.len() - 100);
+            let batch = &requests[i..i + 100];
+            let engine = &engine;
+            async move { engine.decide_batch(batch, "").await }
+        })
+    });
+    group.finish();
+
+    let (cached, _) = engine_with_cache(&rt);
+    let mut group = c.benchmark_group("decide");
+    group.bench_function("decision_cache_hit", |b| {
+        let r = &requests[0];
+        b.to_async(&rt).iter(|| {
+            let cached = &cached;
+            async move { cached.decide(r, "").await }
+        })
+    });
+    group.finish();
+}
+
+fn engine_with_cache(rt: &Runtime) -> (Arc<Engine>, workload::Workload) {
+    engine(rt, "13k", 100_000)
+}
+
+fn baseline(c: &mut Criterion) {
+    let w = workload::generate("13k");
+    let args = policy_args(&w);
+    let snapshot = cedargate::policy::load(&args.policies, &args.schema).unwrap();
+    let schema = snapshot.schema();
+    let entities = Entities::from_json_str(
+        &std::fs::read_to_string(w.dir.join("entities.json")).unwrap(),
+        Some(schema),
+    )
+    .unwrap();
+    let policies: PolicySet = std::fs::read_to_string(&args.policies)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let requests: Vec<Request> = w
+        .requests(REQUESTS)
+        .into_iter()
+        .map(|r| {
+            let uid = |k: &str| EntityUid::from_json(r[k].clone()).unwrap();
+            snapshot
+                .request(
+                    uid("principal"),
+                    uid("action"),
+                    uid("resource"),
+                    r["context"].clone(),
+                )
+                .unwrap()
+        })
+        .collect();
+    let authorizer = Authorizer::new();
+    let mut group = c.benchmark_group("baseline");
+    group.measurement_time(Duration::from_secs(5));
+    let mut i = 0;
+    group.bench_function("cedar_whole_store_whole_policy_set", |b| {
+        b.iter(|| {
+            i = (i + 1) % requests.len();
+            authorizer.is_authorized(&requests[i], &policies, &entities)
+        })
+    });
+    group.bench_function("cedar_whole_store_narrowed_policy_set", |b| {
+        b.iter(|| {
+            i = (i + 1) % requests.len();
+            snapshot.decide(&requests[i], &entities)
+        })
+    });
+    group.finish();
+}
+
+/// Writes `n` policies (the workload's, repeated with fresh ids) into `dir`.
+fn write_policies(source: &Path, dir: &Path, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(source.join("policies.cedar")).unwrap();
+    let per_copy = text.matches("@id(\"").count();
+    let mut out = String::new();
+    let mut written = 0;
+    let mut copy = 0;
+    while written < n {
+        for chunk in text.split("@id(\"").skip(1) {
+            if written == n {
+                break;
+            }
+            out.push_str(&format!("@id(\"c{copy}-"));
+            out.push_str(chunk);
+            written += 1;
+        }
+        copy += 1;
+    }
+    assert!(per_copy > 0);
+    let path = dir.join("policies.cedar");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn policy_load(c: &mut Criterion) {
+    let w = workload::generate("13k");
+    let mut group = c.benchmark_group("policy_load");
+    group.sample_size(10);
+    for n in [30, 1_000, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_policies(&w.source, dir.path(), n);
+        let schema = w.source.join("schema.cedarschema.json");
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| cedargate::policy::load(&file, &schema).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn store_size(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let sizes =
+        std::env::var("CEDARGATE_BENCH_SIZES").unwrap_or_else(|_| "1k,13k,130k,1m".to_owned());
+    let mut group = c.benchmark_group("store_size");
+    group.measurement_time(Duration::from_secs(5));
+    for size in sizes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (engine, w) = engine(&rt, size, 0);
+        let requests = authz_requests(&w, REQUESTS);
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new("cold_slice_decision", size), |b| {
+            b.to_async(&rt).iter(|| {
+                i = (i + 1) % requests.len();
+                engine.store().clear_cache();
+                let r = &requests[i];
+                let engine = &engine;
+                async move { engine.decide(r, "").await }
+            })
+        });
+        rt.block_on(async {
+            for r in &requests {
+                engine.decide(r, "").await;
+            }
+        });
+        group.bench_function(BenchmarkId::new("warm_slice_decision", size), |b| {
+            b.to_async(&rt).iter(|| {
+                i = (i + 1) % requests.len();
+                let r = &requests[i];
+                let engine = &engine;
+                async move { engine.decide(r, "").await }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decide, baseline, policy_load, store_size);
+criterion_main!(benches);

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""HTTP load harness: cedargate beside the ceiling server, on the standard workload.
+
+One command reproduces the README table:
+
+    python3 bench/http.py                 # 13k entities, 10 s per run, 2 runs per figure
+    python3 bench/http.py --sizes 1k,13k,130k,1m --duration 10
+
+It installs wrk (Debian) if missing, builds the release binaries, generates the
+workload with ../shared/workload/gen_workload.py, renders request bodies with
+render_bodies.py, and then for each scenario starts the server pinned to CPU 0
+(one tokio worker) with wrk pinned to CPU 1, records req/s, p50/p99/p99.9,
+server CPU per request (from /proc/<pid>/stat) and peak RSS (VmHWM), and prints
+every cedargate figure beside the ceiling's as a ratio. Results go to
+bench/results/http-<UTC time>.json. All traffic stays on 127.0.0.1.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKLOAD = os.path.join(os.path.dirname(ROOT), "shared", "workload")
+SIZES = {
+    "1k": ["--users", "100", "--orgs", "10", "--accounts", "800", "--generators", "50"],
+    "13k": [],
+    "130k": ["--users", "10000", "--orgs", "1000", "--accounts", "100000", "--generators", "5000"],
+    "1m": ["--users", "80000", "--orgs", "7700", "--accounts", "770000", "--generators", "38500"],
+}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    sh(*sudo, "apt-get", "update", "-qq")
+    sh(*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "wrk")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def workload(size):
+    out = os.path.join(ROOT, "target", "bench-workload", size)
+    if not os.path.isfile(os.path.join(out, "requests.jsonl")):
+        sh(sys.executable, os.path.join(WORKLOAD, "gen_workload.py"), *SIZES[size], "--out", out,
+           stdout=subprocess.DEVNULL)
+    bodies = {
+        "native": ["--shape", "uid-objects"],
+        "authzen": ["--shape", "authzen"],
+        "authzen_batch100": ["--shape", "authzen", "--batch", "100"],
+    }
+    for name, args in bodies.items():
+        path = os.path.join(out, f"bodies.{name}.jsonl")
+        if not os.path.isfile(path):
+            sh(sys.executable, os.path.join(WORKLOAD, "render_bodies.py"), "--requests",
+               os.path.join(out, "requests.jsonl"), *args, "--limit", "20000" if "batch" not in name else "500",
+               "--out", path, stderr=subprocess.DEVNULL)
+    return out
+
+
+class Server:
+    """A server process pinned to CPU 0 with one tokio worker."""
+
+    def __init__(self, argv, port, token=None):
+        env = dict(os.environ, TOKIO_WORKER_THREADS="1", CEDARGATE_LOG="warn")
+        self.port, self.token = port, token
+        started = time.monotonic()
+        self.proc = subprocess.Popen(["taskset", "-c", "0", *argv], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.wait_ready()
+        self.startup_s = time.monotonic() - started
+
+    def wait_ready(self, timeout=600):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + self.proc.stderr.read().decode()[-2000:])
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1)
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("server not ready in time")
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def peak_rss_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def post(self, path, body=b""):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        return urllib.request.urlopen(req, timeout=60).status
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wrk(server, bodies, path, connections, duration):
+    env = dict(os.environ, WRK_BODIES=bodies, WRK_PATH=path)
+    if server.token:
+        env["WRK_TOKEN"] = server.token
+    threads = str(min(connections, 2))
+    before = server.cpu_ticks()
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s",
+                          "--latency", "-s", os.path.join(ROOT, "bench", "wrk_bodies.lua"),
+                          f"http://127.0.0.1:{server.port}{path}"],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    cpu_s = (server.cpu_ticks() - before) / TICKS
+    result = json.loads(out.strip().splitlines()[-1])
+    secs = result["duration_us"] / 1e6
+    result.update(rps=result["requests"] / secs, cpu_us_per_req=cpu_s * 1e6 / max(result["requests"], 1))
+    return result
+
+
+def measure(server, bodies, path, connections, duration, runs):
+    results = [wrk(server, bodies, path, connections, duration) for _ in range(runs)]
+    mean = lambda k: sum(r[k] for r in results) / len(results)
+    return {"runs": results, "rps": mean("rps"), "p50_us": mean("p50_us"), "p99_us": mean("p99_us"),
+            "p999_us": mean("p999_us"), "cpu_us_per_req": mean("cpu_us_per_req"),
+            "non2xx": sum(r["non2xx"] for r in results), "socket_errors": sum(r["socket_errors"] for r in results)}
+
+
+def cedargate(binary, wl, port, tmp, cache, size, entities_loaded):
+    db = os.path.join(ROOT, "target", "bench-workload", size, "http-store.db")
+    argv = [binary, "serve", "--bind", f"127.0.0.1:{port}", "--database-url", f"sqlite://{db}",
+            "--policies", os.path.join(WORKLOAD, "policies.cedar"),
+            "--schema", os.path.join(WORKLOAD, "schema.cedarschema.json"),
+            "--api-token", "bench-token", "--watch", "false",
+            "--decision-cache-capacity", str(cache), "--mail-url", os.path.join(tmp, "mail")]
+    server = Server(argv, port, "bench-token")
+    if not entities_loaded:
+        fill(server, wl)
+    return server
+
+
+def fill(server, wl, chunk=10000):
+    """Loads entities.json through PUT /v1/entities, in chunks."""
+    with open(os.path.join(wl, "entities.json")) as f:
+        entities = json.load(f)
+    for i in range(0, len(entities), chunk):
+        body = json.dumps(entities[i:i + chunk]).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{server.port}/v1/entities", data=body, method="PUT",
+                                     headers={"Authorization": "Bearer bench-token", "Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=600)
+
+
+def warm(server, bodies, path, duration=3):
+    wrk(server, bodies, path, 16, duration)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="13k", help="comma list of 1k, 13k, 130k, 1m")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per run")
+    ap.add_argument("--runs", type=int, default=2, help="runs per figure (at least 2)")
+    args = ap.parse_args()
+    ensure_wrk()
+    sh("cargo", "build", "--release", "--quiet", "--bin", "cedargate", "--example", "ceiling", cwd=ROOT)
+    binary = os.path.join(ROOT, "target", "release", "cedargate")
+    ceiling_bin = os.path.join(ROOT, "target", "release", "examples", "ceiling")
+    runs = max(args.runs, 2)
+    d = args.duration
+    report = {"machine": {"cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+              "command": " ".join(sys.argv), "duration_s": d, "runs": runs, "sizes": {}}
+    tmp = tempfile.mkdtemp(prefix="cedargate-bench-")
+    for size in args.sizes.split(","):
+        wl = workload(size)
+        b = lambda name: os.path.join(wl, f"bodies.{name}.jsonl")
+        db = os.path.join(wl, "http-store.db")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        rows = {}
+        port = free_port()
+        ceiling = Server([ceiling_bin, f"127.0.0.1:{port}"], port)
+        for c in (1, 16, 64):
+            rows[f"ceiling native c={c}"] = measure(ceiling, b("native"), "/v1/is_authorized", c, d, runs)
+        rows["ceiling authzen c=16"] = measure(ceiling, b("authzen"), "/access/v1/evaluation", 16, d, runs)
+        rows["ceiling authzen batch100 c=16"] = measure(ceiling, b("authzen_batch100"), "/access/v1/evaluations", 16, d, runs)
+        rows["ceiling peak RSS MB"] = ceiling.peak_rss_mb()
+        ceiling.stop()
+
+        # Decision cache on, warmed.
+        port = free_port()
+        server = cedargate(binary, wl, port, tmp, 1_000_000, size, False)
+        startup = {"fill_then_ready_s": server.startup_s}
+        warm(server, b("native"), "/v1/is_authorized")
+        for c in (1, 16, 64):
+            rows[f"cedargate warm-cache native c={c}"] = measure(server, b("native"), "/v1/is_authorized", c, d, runs)
+        warm(server, b("authzen"), "/access/v1/evaluation")
+        rows["cedargate warm-cache authzen c=16"] = measure(server, b("authzen"), "/access/v1/evaluation", 16, d, runs)
+        rows["cedargate peak RSS MB (warm cache)"] = server.peak_rss_mb()
+        server.stop()
+
+        # Decision cache off: every request evaluated; entities from the store.
+        port = free_port()
+        server = cedargate(binary, wl, port, tmp, 0, size, True)
+        startup["restart_ready_s"] = server.startup_s
+        warm(server, b("native"), "/v1/is_authorized")
+        for c in (1, 16, 64):
+            rows[f"cedargate cache-off native c={c}"] = measure(server, b("native"), "/v1/is_authorized", c, d, runs)
+        rows["cedargate cache-off authzen c=16"] = measure(server, b("authzen"), "/access/v1/evaluation", 16, d, runs)
+        rows["cedargate cache-off authzen batch100 c=16"] = measure(server, b("authzen_batch100"), "/access/v1/evaluations", 16, d, runs)
+
+        # A policy reload every second under load.
+        stop = threading.Event()
+        reloads = {"ok": 0, "failed": 0}
+
+        def reloader():
+            while not stop.wait(1.0):
+                try:
+                    server.post("/v1/policies/reload")
+                    reloads["ok"] += 1
+                except Exception:
+                    reloads["failed"] += 1
+        t = threading.Thread(target=reloader)
+        t.start()
+        rows["cedargate cache-off native c=16 reload every 1 s"] = measure(server, b("native"), "/v1/is_authorized", 16, d, runs)
+        stop.set()
+        t.join()
+        rows["reloads"] = reloads
+        rows["cedargate peak RSS MB (cache off)"] = server.peak_rss_mb()
+        server.stop()
+        report["sizes"][size] = {"startup": startup, "results": rows}
+        print_table(size, rows, startup)
+
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = os.path.join(ROOT, "bench", "results", f"http-{stamp}.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nresults: {os.path.relpath(path, ROOT)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_table(size, rows, startup):
+    print(f"\n## {size} entities (startup: {startup})\n")
+    print("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | non-2xx | vs ceiling |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        if not isinstance(r, dict) or "rps" not in r:
+            continue
+        ratio = ""
+        if name.startswith("cedargate"):
+            kind = "authzen batch100" if "batch100" in name else ("authzen" if "authzen" in name else "native")
+            c = name.split("c=")[1].split()[0] if "c=" in name else "16"
+            ref = rows.get(f"ceiling {kind} c={c}")
+            if ref:
+                ratio = f"{r['rps'] / ref['rps']:.2f}x"
+        print(f"| {name} | {r['rps']:.0f} | {r['p50_us'] / 1000:.3f} | {r['p99_us'] / 1000:.3f} | "
+              f"{r['p999_us'] / 1000:.3f} | {r['cpu_us_per_req']:.1f} | {r['non2xx']} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
