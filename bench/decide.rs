@@ -209,16 +209,18 @@ fn baseline(c: &mut Criterion) {
 /// Writes `n` policies (the workload's, repeated with fresh ids) into `dir`.
 fn write_policies(source: &Path, dir: &Path, n: usize) -> PathBuf {
     let text = std::fs::read_to_string(source.join("policies.cedar")).unwrap();
-    let per_copy = text.matches("@id(\"").count();
+    let per_copy = text.matches("\n@id(\"").count();
     let mut out = String::new();
     let mut written = 0;
     let mut copy = 0;
     while written < n {
-        for chunk in text.split("@id(\"").skip(1) {
+        // Policies start with `@id("…")` at the start of a line; the header
+        // comment mentions the annotation too, mid-line.
+        for chunk in text.split("\n@id(\"").skip(1) {
             if written == n {
                 break;
             }
-            out.push_str(&format!("@id(\"c{copy}-"));
+            out.push_str(&format!("\n@id(\"c{copy}-"));
             out.push_str(chunk);
             written += 1;
         }

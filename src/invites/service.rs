@@ -27,6 +27,9 @@ pub const PASSWORD_MIN_CHARS: usize = 10;
 pub const PASSWORD_MAX_CHARS: usize = 128;
 /// Longest first or last name.
 const NAME_MAX_CHARS: usize = 100;
+/// Attempts of a member change whose organization changed between the
+/// policy decision and the write (each attempt decides again).
+const MEMBER_CHANGE_ATTEMPTS: usize = 5;
 
 /// Settings of the service.
 #[derive(Debug, Clone)]
@@ -1089,6 +1092,27 @@ impl InviteService {
         input: &EditInput,
         now: i64,
     ) -> Result<MemberView, InviteError> {
+        for _ in 0..MEMBER_CHANGE_ATTEMPTS {
+            if let Some(view) = self
+                .try_edit_member(actor, org_id, user_id, input, now)
+                .await?
+            {
+                return Ok(view);
+            }
+        }
+        Err(members_kept_changing(org_id))
+    }
+
+    /// One attempt of [`InviteService::edit_member`]; `None` when the
+    /// organization's members changed after the policies decided.
+    async fn try_edit_member(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        user_id: &str,
+        input: &EditInput,
+        now: i64,
+    ) -> Result<Option<MemberView>, InviteError> {
         let mut conn = self.pool.acquire().await?;
         let (_, current) = self.load_member(&mut conn, org_id, user_id).await?;
         let members = store::memberships_of_org(&mut conn, org_id).await?;
@@ -1155,6 +1179,11 @@ impl InviteService {
         .await?;
 
         let mut tx = store::begin_write(&self.pool).await?;
+        if store::memberships_of_org(&mut tx, org_id).await? != members {
+            // Another change (say, to the other manager or to the actor)
+            // committed after the policies decided: decide again (E15).
+            return Ok(None);
+        }
         let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
         let mut after = before.clone();
         after.role = role.as_str().to_owned();
@@ -1182,7 +1211,7 @@ impl InviteService {
         tx.commit().await?;
         self.commit_done(uids, false);
         self.revoke_if_cannot_invite(org_id, user_id, now).await?;
-        self.member_view(org_id, user_id, now).await
+        self.member_view(org_id, user_id, now).await.map(Some)
     }
 
     /// Sets a member ACTIVE or INACTIVE (R36, R39, E15, E25, E26, R62).
@@ -1194,6 +1223,27 @@ impl InviteService {
         status: Status,
         now: i64,
     ) -> Result<MemberView, InviteError> {
+        for _ in 0..MEMBER_CHANGE_ATTEMPTS {
+            if let Some(view) = self
+                .try_set_status(actor, org_id, user_id, status, now)
+                .await?
+            {
+                return Ok(view);
+            }
+        }
+        Err(members_kept_changing(org_id))
+    }
+
+    /// One attempt of [`InviteService::set_status`]; `None` when the
+    /// organization's members changed after the policies decided.
+    async fn try_set_status(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        user_id: &str,
+        status: Status,
+        now: i64,
+    ) -> Result<Option<MemberView>, InviteError> {
         let mut conn = self.pool.acquire().await?;
         let (_, current) = self.load_member(&mut conn, org_id, user_id).await?;
         let members = store::memberships_of_org(&mut conn, org_id).await?;
@@ -1222,6 +1272,11 @@ impl InviteService {
         )
         .await?;
         let mut tx = store::begin_write(&self.pool).await?;
+        if store::memberships_of_org(&mut tx, org_id).await? != members {
+            // Another change (say, to the other manager or to the actor)
+            // committed after the policies decided: decide again (E15).
+            return Ok(None);
+        }
         let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
         let mut after = before.clone();
         after.status = status;
@@ -1243,7 +1298,7 @@ impl InviteService {
         tx.commit().await?;
         self.commit_done(uids, false);
         self.revoke_if_cannot_invite(org_id, user_id, now).await?;
-        self.member_view(org_id, user_id, now).await
+        self.member_view(org_id, user_id, now).await.map(Some)
     }
 
     /// Removes a membership (its invitations die with it).
@@ -1254,6 +1309,23 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<(), InviteError> {
+        for _ in 0..MEMBER_CHANGE_ATTEMPTS {
+            if self.try_remove_member(actor, org_id, user_id, now).await? {
+                return Ok(());
+            }
+        }
+        Err(members_kept_changing(org_id))
+    }
+
+    /// One attempt of [`InviteService::remove_member`]; `false` when the
+    /// organization's members changed after the policies decided.
+    async fn try_remove_member(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<bool, InviteError> {
         let mut conn = self.pool.acquire().await?;
         self.load_member(&mut conn, org_id, user_id).await?;
         let members = store::memberships_of_org(&mut conn, org_id).await?;
@@ -1274,6 +1346,11 @@ impl InviteService {
         )
         .await?;
         let mut tx = store::begin_write(&self.pool).await?;
+        if store::memberships_of_org(&mut tx, org_id).await? != members {
+            // Another change (say, to the other manager or to the actor)
+            // committed after the policies decided: decide again (E15).
+            return Ok(false);
+        }
         let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
         // Invitations this member sent die with their right to send them (E26).
         let revoked = store::revoke_sent_by(&mut tx, org_id, user_id, now).await?;
@@ -1302,7 +1379,7 @@ impl InviteService {
         uids.push(gone);
         tx.commit().await?;
         self.commit_done(uids, false);
-        Ok(())
+        Ok(true)
     }
 
     /// Approves or rejects a third-party agent's designation (R33).
@@ -1790,6 +1867,13 @@ async fn view(
         invitation_expires_at: invitation.map(|i| i.expires_at),
         invitation_delivery_failed: failed,
     })
+}
+
+/// A member change that kept meeting concurrent changes of the organization.
+fn members_kept_changing(org_id: &str) -> InviteError {
+    InviteError::Conflict(format!(
+        "the members of `{org_id}` kept changing during the request; try again"
+    ))
 }
 
 /// E15: the target is the only ACTIVE, non-agent member with Organization=Manage.

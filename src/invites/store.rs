@@ -30,7 +30,7 @@ pub struct OrgRow {
 }
 
 /// One person's membership in one organization.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MembershipRow {
     pub org_id: String,
     pub user_id: String,

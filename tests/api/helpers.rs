@@ -3,8 +3,10 @@
 //! temporary directory, so tests run in parallel without sharing state.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cedargate::clock::{Clock, ManualClock};
 use cedargate::config::ServeConfig;
 use cedargate::startup::Application;
 use reqwest::StatusCode;
@@ -40,6 +42,8 @@ pub struct TestApp {
     dir: Option<TempDir>,
     /// Whether `policies/` and `schema/` were copied into `dir`.
     policy_copy: bool,
+    /// The server's clock, when spawned with [`TestApp::spawn_with_manual_clock`].
+    clock: Option<Arc<ManualClock>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -54,7 +58,16 @@ impl TestApp {
     pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = Self::config_in(dir.path(), false, configure);
-        Self::start(dir, false, config).await
+        Self::start(dir, false, config, None).await
+    }
+
+    /// Like [`TestApp::spawn_with`], on a [`ManualClock`] that starts at the
+    /// real current time and moves only when the test advances it.
+    pub async fn spawn_with_manual_clock(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let config = Self::config_in(dir.path(), false, configure);
+        let clock = Arc::new(ManualClock::new(cedargate::db::unix_now()));
+        Self::start(dir, false, config, Some(clock)).await
     }
 
     /// A server on copies of `policies/` and `schema/` in its temporary
@@ -71,7 +84,7 @@ impl TestApp {
             copy_dir(&repo_dir().join(sub), &dir.path().join(sub));
         }
         let config = Self::config_in(dir.path(), true, configure);
-        Self::start(dir, true, config).await
+        Self::start(dir, true, config, None).await
     }
 
     fn config_in(
@@ -83,14 +96,22 @@ impl TestApp {
             .parse()
             .expect("a valid sqlite URL");
         let mut config = ServeConfig::for_tests(url, if policy_copy { dir } else { repo_dir() });
+        config.invites.mail_url = Some(dir.join("outbox").display().to_string());
         configure(&mut config);
         config
     }
 
-    async fn start(dir: TempDir, policy_copy: bool, config: ServeConfig) -> Self {
-        let app = Application::build(config.clone())
-            .await
-            .unwrap_or_else(|e| panic!("the server does not start: {e:#}"));
+    async fn start(
+        dir: TempDir,
+        policy_copy: bool,
+        config: ServeConfig,
+        clock: Option<Arc<ManualClock>>,
+    ) -> Self {
+        let app = match &clock {
+            Some(clock) => Application::build_with_clock(config.clone(), clock.clone()).await,
+            None => Application::build(config.clone()).await,
+        }
+        .unwrap_or_else(|e| panic!("the server does not start: {e:#}"));
         let port = app.local_addr().expect("the bound address").port();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
@@ -107,6 +128,7 @@ impl TestApp {
             config,
             dir: Some(dir),
             policy_copy,
+            clock,
             shutdown: Some(shutdown),
             server: Some(server),
         };
@@ -137,7 +159,13 @@ impl TestApp {
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let dir = self.dir.take().expect("the temporary directory");
-        Self::start(dir, self.policy_copy, self.config.clone()).await
+        Self::start(
+            dir,
+            self.policy_copy,
+            self.config.clone(),
+            self.clock.clone(),
+        )
+        .await
     }
 
     /// Stops the server and waits until it has.
@@ -159,6 +187,29 @@ impl TestApp {
     /// The temporary directory of this server.
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().expect("the temporary directory").path()
+    }
+
+    /// The server's manual clock ([`TestApp::spawn_with_manual_clock`]).
+    pub fn clock(&self) -> &ManualClock {
+        self.clock
+            .as_deref()
+            .expect("spawn with `spawn_with_manual_clock` to move the clock")
+    }
+
+    /// The server's current time (unix seconds) on its manual clock.
+    pub fn now(&self) -> i64 {
+        self.clock().now()
+    }
+
+    /// The per-test directory the server delivers `.eml` files into.
+    pub fn mail_dir(&self) -> PathBuf {
+        PathBuf::from(
+            self.config
+                .invites
+                .mail_url
+                .as_deref()
+                .expect("a mail directory"),
+        )
     }
 
     /// The editable copy of `policies/`.

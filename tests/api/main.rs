@@ -2,8 +2,13 @@
 
 mod authz;
 mod authzen;
+mod browser;
 mod cli;
 mod entities;
 mod helpers;
+mod invite_helpers;
+mod invites;
+mod onboarding;
 mod reload;
+mod smtp;
 mod workload;
