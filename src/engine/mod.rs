@@ -255,6 +255,7 @@ impl Engine {
                 [&principal, &resource],
                 &action,
                 extra,
+                &|uid: &EntityUid| snapshot.is_dereferenced(uid.type_name()),
             )
             .await
         {

@@ -209,6 +209,8 @@ impl EntityStore {
 
     /// Builds the entities one request needs. `extra` (request-scoped
     /// entities) take precedence over stored entities with the same uid.
+    /// References are followed only to entities `follow` accepts (the
+    /// types some policy dereferences); ancestors are always loaded.
     pub async fn slice(
         &self,
         schema: &Schema,
@@ -216,6 +218,7 @@ impl EntityStore {
         roots: [&EntityUid; 2],
         action: &EntityUid,
         extra: Vec<Entity>,
+        follow: &(dyn Fn(&EntityUid) -> bool + Sync),
     ) -> Result<Entities, SliceError> {
         // Request-scoped entities take the place of stored ones; their
         // parents are followed like those of stored entities.
@@ -248,7 +251,7 @@ impl EntityStore {
                 queue.push_back((parent.clone(), MAX_DEREF_DEPTH));
             }
             if depth < MAX_DEREF_DEPTH {
-                for r in &parsed.refs {
+                for r in parsed.refs.iter().filter(|r| follow(r)) {
                     queue.push_back((r.clone(), depth + 1));
                 }
             }

@@ -51,7 +51,7 @@ impl SourceFile {
 /// then validates the policies strictly against the schema.
 pub fn load(policies: &Path, schema: &Path) -> Result<PolicySnapshot, LoadError> {
     let mut problems = Vec::new();
-    let (schema, schema_digest) = load_schema(schema, &mut problems)?;
+    let (schema, schema_digest, fragment_json) = load_schema(schema, &mut problems)?;
     let policy_files = list_files(policies, |p| has_suffix(p, ".cedar"))?;
     if policy_files.is_empty() {
         return Err(LoadError::NoPolicies(policies.to_owned()));
@@ -81,6 +81,7 @@ pub fn load(policies: &Path, schema: &Path) -> Result<PolicySnapshot, LoadError>
 
     match schema {
         Some(schema) if problems.is_empty() => Ok(PolicySnapshot::new(
+            super::deref::dereferenced_types(&fragment_json, &set),
             set,
             schema,
             schema_digest,
@@ -180,11 +181,11 @@ fn policy_lines(text: &str) -> HashMap<String, usize> {
         .collect()
 }
 
-/// The schema, if it is valid, and a digest of its source files.
-fn load_schema(
-    path: &Path,
-    problems: &mut Vec<Report>,
-) -> Result<(Option<Schema>, [u8; 32]), LoadError> {
+/// A loaded schema: the schema if valid, a digest of its source files, and
+/// its fragments as JSON (for the dereference analysis).
+type LoadedSchema = (Option<Schema>, [u8; 32], Vec<serde_json::Value>);
+
+fn load_schema(path: &Path, problems: &mut Vec<Report>) -> Result<LoadedSchema, LoadError> {
     let files = if path.is_dir() {
         list_files_shallow(path, is_schema_file)?
     } else {
@@ -194,6 +195,7 @@ fn load_schema(
         return Err(LoadError::NoSchema(path.to_owned()));
     }
     let mut fragments = Vec::new();
+    let mut fragment_json = Vec::new();
     let mut digest = Sha256::new();
     let mut sources = Vec::with_capacity(files.len());
     for path in &files {
@@ -207,17 +209,25 @@ fn load_schema(
                 .map_err(|e| InFile::report(e, file.named()))
         };
         match parsed {
-            Ok(fragment) => fragments.push(fragment),
+            Ok(fragment) => {
+                fragment_json.push(
+                    fragment
+                        .clone()
+                        .to_json_value()
+                        .unwrap_or(serde_json::Value::Null),
+                );
+                fragments.push(fragment);
+            }
             Err(report) => problems.push(report),
         }
         sources.push(file);
     }
     let digest = digest.finalize().into();
     if !problems.is_empty() {
-        return Ok((None, digest));
+        return Ok((None, digest, fragment_json));
     }
     match Schema::from_schema_fragments(fragments) {
-        Ok(schema) => Ok((Some(schema), digest)),
+        Ok(schema) => Ok((Some(schema), digest, fragment_json)),
         Err(e) => {
             // Errors found when combining the fragments (an undeclared type)
             // carry the text of their fragment but not its file name.
@@ -229,7 +239,7 @@ fn load_schema(
                 },
             };
             problems.push(report);
-            Ok((None, digest))
+            Ok((None, digest, fragment_json))
         }
     }
 }

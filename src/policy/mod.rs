@@ -4,16 +4,18 @@
 //! INVARIANT: a `PolicySnapshot` only exists for a policy set that parsed and
 //! passed strict validation against its schema.
 
+mod deref;
 mod error;
 pub mod fmt;
 mod load;
 mod narrow;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Effect, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
+    Authorizer, Context, Effect, Entities, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    Schema,
 };
 use serde::Serialize;
 
@@ -51,6 +53,8 @@ pub struct PolicySnapshot {
     authorizer: Authorizer,
     /// Per request shape, only the policies whose scope can match it.
     narrowed: HashMap<narrow::Shape, PolicySet>,
+    /// Entity types the policies dereference (`None`: all of them).
+    dereferenced: Option<HashSet<EntityTypeName>>,
 }
 
 /// The answer to one request. A Deny is data, not an error.
@@ -83,6 +87,7 @@ impl Decision {
 
 impl PolicySnapshot {
     fn new(
+        dereferenced: Option<HashSet<String>>,
         policies: PolicySet,
         schema: Schema,
         schema_digest: [u8; 32],
@@ -98,6 +103,8 @@ impl PolicySnapshot {
             files,
             authorizer: Authorizer::new(),
             narrowed,
+            dereferenced: dereferenced
+                .map(|types| types.iter().filter_map(|t| t.parse().ok()).collect()),
         }
     }
 
@@ -112,6 +119,19 @@ impl PolicySnapshot {
         self.narrowed
             .get(&(a.clone(), p.type_name().clone(), r.type_name().clone()))
             .unwrap_or(&self.policies)
+    }
+
+    /// Whether a referenced entity of `type_name` can be dereferenced by
+    /// some policy, so that a slice must hold it.
+    pub fn is_dereferenced(&self, type_name: &EntityTypeName) -> bool {
+        self.dereferenced
+            .as_ref()
+            .is_none_or(|types| types.contains(type_name))
+    }
+
+    /// The entity types the policies dereference (`None`: all).
+    pub fn dereferenced_types(&self) -> Option<&HashSet<EntityTypeName>> {
+        self.dereferenced.as_ref()
     }
 
     /// The validated policy set.
