@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::cli::PolicyArgs;
 use crate::decisionlog::{DecisionLog, DecisionRecord};
-use crate::entities::EntityStore;
+use crate::entities::{EntityStore, Plan};
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
 use cache::{DecisionCache, DecisionKey};
@@ -255,7 +255,13 @@ impl Engine {
                 [&principal, &resource],
                 &action,
                 extra,
-                &|uid: &EntityUid| snapshot.is_dereferenced(uid.type_name()),
+                match snapshot.dereferenced_types() {
+                    Some(follow) => Plan::Analysed {
+                        follow,
+                        literals: snapshot.dereferenced_literals(),
+                    },
+                    None => Plan::Everything,
+                },
             )
             .await
         {

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cedar_policy::{Entities, Entity, EntityUid, Schema};
+use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
 use sqlx::AnyPool;
 
 pub use sql::StoreError;
@@ -34,6 +34,25 @@ struct Parsed {
     parents: Vec<EntityUid>,
     /// Entities referenced from attributes and tags.
     refs: Vec<EntityUid>,
+    /// The stored JSON, to rebuild the entity with its whole ancestor set.
+    body: Arc<str>,
+}
+
+/// How much a slice must hold.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan<'a> {
+    /// The policies' static analysis holds (only `principal`, `resource`
+    /// and `action` are ever left of `in`): the principal and resource carry
+    /// their whole ancestor set, so no ancestor entity is loaded, and
+    /// references are followed only to the types some policy dereferences.
+    Analysed {
+        /// Types whose attributes or tags some policy reads.
+        follow: &'a HashSet<EntityTypeName>,
+        /// Entity literals some policy dereferences.
+        literals: &'a [EntityUid],
+    },
+    /// Every reference (to `MAX_DEREF_DEPTH`) and every ancestor.
+    Everything,
 }
 
 /// Why an entity write was refused. Nothing is written when any entity of
@@ -54,6 +73,9 @@ pub struct EntityStore {
     pool: AnyPool,
     /// `None` caches "not in the store", so unknown resources cost one query.
     cache: moka::sync::Cache<EntityUid, Option<Arc<Parsed>>>,
+    /// Principals and resources rebuilt with their whole ancestor set, valid
+    /// for the epoch they were built in.
+    closed: moka::sync::Cache<EntityUid, Arc<(u64, Entity)>>,
     /// Moves on every invalidation; decision-cache keys include it.
     epoch: AtomicU64,
     /// Highest store revision whose changes this process has applied.
@@ -66,6 +88,7 @@ impl EntityStore {
         Self {
             pool,
             cache: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            closed: moka::sync::Cache::builder().max_capacity(capacity).build(),
             epoch: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         }
@@ -208,9 +231,8 @@ impl EntityStore {
     }
 
     /// Builds the entities one request needs. `extra` (request-scoped
-    /// entities) take precedence over stored entities with the same uid.
-    /// References are followed only to entities `follow` accepts (the
-    /// types some policy dereferences); ancestors are always loaded.
+    /// entities) take precedence over stored entities with the same uid;
+    /// with them the plan is always [`Plan::Everything`].
     pub async fn slice(
         &self,
         schema: &Schema,
@@ -218,10 +240,126 @@ impl EntityStore {
         roots: [&EntityUid; 2],
         action: &EntityUid,
         extra: Vec<Entity>,
-        follow: &(dyn Fn(&EntityUid) -> bool + Sync),
+        plan: Plan<'_>,
     ) -> Result<Entities, SliceError> {
-        // Request-scoped entities take the place of stored ones; their
-        // parents are followed like those of stored entities.
+        let mut out = match plan {
+            Plan::Analysed { follow, literals } if extra.is_empty() => {
+                self.analysed_slice(schema, roots, follow, literals).await?
+            }
+            _ => self.full_slice(schema, roots, extra).await?,
+        };
+        if let Some(entity) = actions.get(action) {
+            add_action(actions, entity, &mut out);
+        }
+        Entities::from_entities(out.into_values(), None)
+            .map_err(|e| SliceError::Build(e.to_string()))
+    }
+
+    /// Roots with their whole ancestor set, then the references some policy
+    /// dereferences. No ancestor entity is needed: nothing but a root is
+    /// ever on the left of `in` (the analysis checked).
+    async fn analysed_slice(
+        &self,
+        schema: &Schema,
+        roots: [&EntityUid; 2],
+        follow: &HashSet<EntityTypeName>,
+        literals: &[EntityUid],
+    ) -> Result<HashMap<EntityUid, Entity>, SliceError> {
+        let mut out: HashMap<EntityUid, Entity> = HashMap::with_capacity(8);
+        let mut queue: VecDeque<(EntityUid, usize)> =
+            literals.iter().map(|u| (u.clone(), 0)).collect();
+        for root in roots {
+            if out.contains_key(root) {
+                continue;
+            }
+            if let Some((parsed, closed)) = self.closed(schema, root).await? {
+                for r in parsed
+                    .refs
+                    .iter()
+                    .filter(|r| follow.contains(r.type_name()))
+                {
+                    queue.push_back((r.clone(), 1));
+                }
+                out.insert(root.clone(), closed);
+            }
+        }
+        while let Some((uid, depth)) = queue.pop_front() {
+            if out.contains_key(&uid) {
+                continue;
+            }
+            let Some(parsed) = self.get(schema, &uid).await? else {
+                continue;
+            };
+            if depth < MAX_DEREF_DEPTH {
+                for r in parsed
+                    .refs
+                    .iter()
+                    .filter(|r| follow.contains(r.type_name()))
+                {
+                    queue.push_back((r.clone(), depth + 1));
+                }
+            }
+            out.insert(uid, parsed.entity.clone());
+        }
+        Ok(out)
+    }
+
+    /// The entity `uid` with its whole ancestor set as parents (built once
+    /// per entity epoch), and its parsed form.
+    async fn closed(
+        &self,
+        schema: &Schema,
+        uid: &EntityUid,
+    ) -> Result<Option<(Arc<Parsed>, Entity)>, SliceError> {
+        let epoch = self.epoch();
+        let Some(parsed) = self.get(schema, uid).await? else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.closed.get(uid)
+            && hit.0 == epoch
+        {
+            return Ok(Some((parsed, hit.1.clone())));
+        }
+        let mut ancestors: HashSet<EntityUid> = HashSet::new();
+        let mut stack = parsed.parents.clone();
+        while let Some(a) = stack.pop() {
+            if ancestors.insert(a.clone())
+                && let Some(p) = self.get(schema, &a).await?
+            {
+                stack.extend(p.parents.iter().cloned());
+            }
+        }
+        let entity = if ancestors.len() == parsed.parents.len() {
+            parsed.entity.clone()
+        } else {
+            let corrupt = |reason: String| SliceError::Corrupt {
+                uid: uid.to_string(),
+                reason,
+            };
+            let mut json: serde_json::Value =
+                serde_json::from_str(&parsed.body).map_err(|e| corrupt(e.to_string()))?;
+            json["parents"] = ancestors
+                .iter()
+                .map(|a| serde_json::json!({"type": a.type_name().to_string(), "id": a.id().unescaped()}))
+                .collect();
+            Entity::from_json_value(json, Some(schema))
+                .map_err(|e| corrupt(crate::policy::with_causes(&e)))?
+        };
+        // Built from data read at `epoch`: a later write moved the epoch, so
+        // this entry is never served after it.
+        self.closed
+            .insert(uid.clone(), Arc::new((epoch, entity.clone())));
+        Ok(Some((parsed, entity)))
+    }
+
+    /// Everything reachable: references to `MAX_DEREF_DEPTH` and every
+    /// ancestor, with request-scoped entities in place of stored ones.
+    async fn full_slice(
+        &self,
+        schema: &Schema,
+        roots: [&EntityUid; 2],
+        extra: Vec<Entity>,
+    ) -> Result<HashMap<EntityUid, Entity>, SliceError> {
         let mut out: HashMap<EntityUid, Entity> = extra.into_iter().map(|e| (e.uid(), e)).collect();
         let request_scoped: HashSet<EntityUid> = out.keys().cloned().collect();
         // The smallest depth each entity was expanded at: an entity met first
@@ -238,7 +376,6 @@ impl EntityStore {
                     .map(|p| (p, MAX_DEREF_DEPTH)),
             );
         }
-
         while let Some((uid, depth)) = queue.pop_front() {
             if request_scoped.contains(&uid) || expanded.get(&uid).is_some_and(|d| *d <= depth) {
                 continue;
@@ -251,17 +388,13 @@ impl EntityStore {
                 queue.push_back((parent.clone(), MAX_DEREF_DEPTH));
             }
             if depth < MAX_DEREF_DEPTH {
-                for r in parsed.refs.iter().filter(|r| follow(r)) {
+                for r in &parsed.refs {
                     queue.push_back((r.clone(), depth + 1));
                 }
             }
             out.entry(uid).or_insert_with(|| parsed.entity.clone());
         }
-        if let Some(entity) = actions.get(action) {
-            add_action(actions, entity, &mut out);
-        }
-        Entities::from_entities(out.into_values(), None)
-            .map_err(|e| SliceError::Build(e.to_string()))
+        Ok(out)
     }
 }
 
@@ -381,6 +514,7 @@ fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
         entity,
         parents,
         refs,
+        body: body.into(),
     })
 }
 

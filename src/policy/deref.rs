@@ -21,13 +21,26 @@ struct Reads {
     attrs: HashSet<String>,
     tags: bool,
     give_up: bool,
+    /// Entity literals whose attributes or tags are read (`Group::"x".a`).
+    literals: Vec<Value>,
 }
 
-/// The entity type names to follow references to, or `None` for all.
+/// What the policies dereference.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Analysis {
+    /// Entity type names whose attributes or tags some policy reads.
+    pub types: HashSet<String>,
+    /// Entity literals (`{"type","id"}`) some policy dereferences: every
+    /// slice must hold them.
+    pub literals: Vec<Value>,
+}
+
+/// What the policies dereference, or `None` when the analysis cannot tell
+/// (then every reference is followed and every ancestor loaded).
 pub(super) fn dereferenced_types(
     schema_fragments: &[Value],
     policies: &PolicySet,
-) -> Option<HashSet<String>> {
+) -> Option<Analysis> {
     let mut reads = Reads::default();
     for policy in policies.policies() {
         match policy.to_json() {
@@ -44,9 +57,7 @@ pub(super) fn dereferenced_types(
     }
     let mut out = HashSet::new();
     for fragment in schema_fragments {
-        let Some(namespaces) = fragment.as_object() else {
-            return None;
-        };
+        let namespaces = fragment.as_object()?;
         for (ns, decl) in namespaces {
             let Some(types) = decl.get("entityTypes").and_then(Value::as_object) else {
                 continue;
@@ -79,7 +90,21 @@ pub(super) fn dereferenced_types(
             }
         }
     }
-    Some(out)
+    Some(Analysis {
+        types: out,
+        literals: reads.literals,
+    })
+}
+
+/// Records the left operand when it is an entity literal.
+fn note_literal(operation: &Value, reads: &mut Reads) {
+    if let Some(uid) = operation
+        .get("left")
+        .and_then(|l| l.get("Value"))
+        .and_then(|v| v.get("__entity"))
+    {
+        reads.literals.push(uid.clone());
+    }
 }
 
 fn walk(value: &Value, reads: &mut Reads) {
@@ -91,8 +116,12 @@ fn walk(value: &Value, reads: &mut Reads) {
                         if let Some(attr) = inner.get("attr").and_then(Value::as_str) {
                             reads.attrs.insert(attr.to_owned());
                         }
+                        note_literal(inner, reads);
                     }
-                    "getTag" | "hasTag" => reads.tags = true,
+                    "getTag" | "hasTag" => {
+                        reads.tags = true;
+                        note_literal(inner, reads);
+                    }
                     "in" => {
                         let left_is_var = inner.get("left").and_then(|l| l.get("Var")).is_some();
                         if !left_is_var {
@@ -120,7 +149,7 @@ mod tests {
         let types: Vec<String> = snapshot
             .dereferenced_types()
             .map(|t| t.iter().map(|t| t.to_string()).collect())
-            .unwrap_or_default();
+            .unwrap_or_else(|| panic!("the analysis gave up"));
         // `getTag(...).org.requireMfa` and `.status` read Membership and Organization.
         assert!(types.contains(&"Membership".to_owned()), "{types:?}");
         assert!(types.contains(&"Organization".to_owned()), "{types:?}");

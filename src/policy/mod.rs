@@ -55,6 +55,8 @@ pub struct PolicySnapshot {
     narrowed: HashMap<narrow::Shape, PolicySet>,
     /// Entity types the policies dereference (`None`: all of them).
     dereferenced: Option<HashSet<EntityTypeName>>,
+    /// Entity literals the policies dereference.
+    literals: Vec<EntityUid>,
 }
 
 /// The answer to one request. A Deny is data, not an error.
@@ -87,7 +89,7 @@ impl Decision {
 
 impl PolicySnapshot {
     fn new(
-        dereferenced: Option<HashSet<String>>,
+        analysis: Option<deref::Analysis>,
         policies: PolicySet,
         schema: Schema,
         schema_digest: [u8; 32],
@@ -103,8 +105,16 @@ impl PolicySnapshot {
             files,
             authorizer: Authorizer::new(),
             narrowed,
-            dereferenced: dereferenced
-                .map(|types| types.iter().filter_map(|t| t.parse().ok()).collect()),
+            literals: analysis
+                .as_ref()
+                .map(|a| {
+                    a.literals
+                        .iter()
+                        .filter_map(|u| EntityUid::from_json(u.clone()).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dereferenced: analysis.map(|a| a.types.iter().filter_map(|t| t.parse().ok()).collect()),
         }
     }
 
@@ -127,6 +137,11 @@ impl PolicySnapshot {
         self.dereferenced
             .as_ref()
             .is_none_or(|types| types.contains(type_name))
+    }
+
+    /// Entity literals some policy dereferences (every slice holds them).
+    pub fn dereferenced_literals(&self) -> &[EntityUid] {
+        &self.literals
     }
 
     /// The entity types the policies dereference (`None`: all).
