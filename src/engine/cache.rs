@@ -50,6 +50,10 @@ impl DecisionCache {
         }))
     }
 
+    pub(super) fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub(super) fn get(&self, key: &DecisionKey) -> Option<Decision> {
         self.0.as_ref()?.get(key)
     }

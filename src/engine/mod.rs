@@ -180,12 +180,9 @@ impl Engine {
         let epoch = self.store.epoch();
         let parsed = parse_request(request);
         let key = match &parsed {
-            Ok(p) if request.entities.is_empty() => Some(DecisionKey::new(
-                loaded.revision,
-                epoch,
-                p,
-                &request.context,
-            )),
+            Ok(p) if request.entities.is_empty() && self.decisions.enabled() => Some(
+                DecisionKey::new(loaded.revision, epoch, p, &request.context),
+            ),
             _ => None,
         };
         let cached = key.as_ref().and_then(|k| self.decisions.get(k));

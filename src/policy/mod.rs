@@ -296,6 +296,22 @@ pub fn parse_uid(
     };
     match value {
         serde_json::Value::String(s) => EntityUid::from_str(s).map_err(|e| invalid(e.to_string())),
+        // The common `{"type", "id"}` form directly: going through Cedar's
+        // untagged JSON forms builds an error for each form tried first.
+        serde_json::Value::Object(map) if map.len() == 2 => {
+            match (map.get("type"), map.get("id")) {
+                (Some(serde_json::Value::String(ty)), Some(serde_json::Value::String(id))) => {
+                    let ty: EntityTypeName = ty
+                        .parse()
+                        .map_err(|e: cedar_policy::ParseErrors| invalid(e.to_string()))?;
+                    Ok(EntityUid::from_type_name_and_id(
+                        ty,
+                        cedar_policy::EntityId::new(id),
+                    ))
+                }
+                _ => EntityUid::from_json(value.clone()).map_err(|e| invalid(e.to_string())),
+            }
+        }
         serde_json::Value::Object(_) => {
             EntityUid::from_json(value.clone()).map_err(|e| invalid(e.to_string()))
         }
