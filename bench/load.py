@@ -3,8 +3,8 @@
 
 One command reproduces the README table:
 
-    python3 bench/http.py                 # 13k entities, 10 s per run, 2 runs per figure
-    python3 bench/http.py --sizes 1k,13k,130k,1m --duration 10
+    python3 bench/load.py                 # 13k entities, 10 s per run, 2 runs per figure
+    python3 bench/load.py --sizes 1k,13k,130k,1m --duration 10
 
 It installs wrk (Debian) if missing, builds the release binaries, generates the
 workload with ../shared/workload/gen_workload.py, renders request bodies with
@@ -12,7 +12,7 @@ render_bodies.py, and then for each scenario starts the server pinned to CPU 0
 (one tokio worker) with wrk pinned to CPU 1, records req/s, p50/p99/p99.9,
 server CPU per request (from /proc/<pid>/stat) and peak RSS (VmHWM), and prints
 every cedargate figure beside the ceiling's as a ratio. Results go to
-bench/results/http-<UTC time>.json. All traffic stays on 127.0.0.1.
+bench/results/load-<UTC time>.json. All traffic stays on 127.0.0.1.
 """
 import argparse
 import json
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,6 +95,9 @@ class Server:
                 raise RuntimeError("server exited: " + self.proc.stderr.read().decode()[-2000:])
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                # Any HTTP answer means it listens (the ceiling has no /readyz).
                 return
             except Exception:
                 time.sleep(0.05)
@@ -256,7 +260,7 @@ def main():
 
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = os.path.join(ROOT, "bench", "results", f"http-{stamp}.json")
+    path = os.path.join(ROOT, "bench", "results", f"load-{stamp}.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
     print(f"\nresults: {os.path.relpath(path, ROOT)}")
