@@ -1092,15 +1092,10 @@ impl InviteService {
         input: &EditInput,
         now: i64,
     ) -> Result<MemberView, InviteError> {
-        for _ in 0..MEMBER_CHANGE_ATTEMPTS {
-            if let Some(view) = self
-                .try_edit_member(actor, org_id, user_id, input, now)
-                .await?
-            {
-                return Ok(view);
-            }
-        }
-        Err(members_kept_changing(org_id))
+        until_members_stable(org_id, || {
+            self.try_edit_member(actor, org_id, user_id, input, now)
+        })
+        .await
     }
 
     /// One attempt of [`InviteService::edit_member`]; `None` when the
@@ -1223,15 +1218,10 @@ impl InviteService {
         status: Status,
         now: i64,
     ) -> Result<MemberView, InviteError> {
-        for _ in 0..MEMBER_CHANGE_ATTEMPTS {
-            if let Some(view) = self
-                .try_set_status(actor, org_id, user_id, status, now)
-                .await?
-            {
-                return Ok(view);
-            }
-        }
-        Err(members_kept_changing(org_id))
+        until_members_stable(org_id, || {
+            self.try_set_status(actor, org_id, user_id, status, now)
+        })
+        .await
     }
 
     /// One attempt of [`InviteService::set_status`]; `None` when the
@@ -1309,12 +1299,11 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<(), InviteError> {
-        for _ in 0..MEMBER_CHANGE_ATTEMPTS {
-            if self.try_remove_member(actor, org_id, user_id, now).await? {
-                return Ok(());
-            }
-        }
-        Err(members_kept_changing(org_id))
+        until_members_stable(org_id, || async {
+            let removed = self.try_remove_member(actor, org_id, user_id, now).await?;
+            Ok(removed.then_some(()))
+        })
+        .await
     }
 
     /// One attempt of [`InviteService::remove_member`]; `false` when the
@@ -1870,10 +1859,22 @@ async fn view(
 }
 
 /// A member change that kept meeting concurrent changes of the organization.
-fn members_kept_changing(org_id: &str) -> InviteError {
-    InviteError::Conflict(format!(
+/// Runs `attempt` until it completes (`Some`): an attempt answers `None`
+/// when the organization's members changed after the policies decided, so
+/// the decision is taken again on the current members (E15 under races).
+async fn until_members_stable<T, F, Fut>(org_id: &str, mut attempt: F) -> Result<T, InviteError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, InviteError>>,
+{
+    for _ in 0..MEMBER_CHANGE_ATTEMPTS {
+        if let Some(done) = attempt().await? {
+            return Ok(done);
+        }
+    }
+    Err(InviteError::Conflict(format!(
         "the members of `{org_id}` kept changing during the request; try again"
-    ))
+    )))
 }
 
 /// E15: the target is the only ACTIVE, non-agent member with Organization=Manage.
