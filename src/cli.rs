@@ -1,6 +1,15 @@
 //! The command line: `cedargate <command>`. Each command calls the same
 //! library functions the server uses.
 
+/// `println!` that ignores a closed stdout (`cedargate … | head`) instead
+/// of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -253,8 +262,8 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             crate::db::unix_now(),
         )
         .await?;
-    println!("system administrator {email}: user id {user_id}");
-    println!("act as them with the header `X-Cedargate-Actor: {user_id}` (or their e-mail)");
+    out!("system administrator {email}: user id {user_id}");
+    out!("act as them with the header `X-Cedargate-Actor: {user_id}` (or their e-mail)");
     Ok(())
 }
 
@@ -292,11 +301,12 @@ async fn org(command: OrgCommand) -> anyhow::Result<()> {
         )
         .await?;
     mailer.deliver_due(now).await?;
-    println!(
+    out!(
         "organization `{id}` created; owner {owner_email} ({}): {}",
-        outcome.user_id, outcome.outcome
+        outcome.user_id,
+        outcome.outcome
     );
-    println!(
+    out!(
         "the invitation e-mail is in {}",
         store.invites.mail_sink(&store.database_url).describe()
     );
@@ -314,9 +324,9 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     };
     for record in crate::audit::query(&pool, &args.org, &filter).await? {
         if args.json {
-            println!("{}", serde_json::to_string(&record)?);
+            out!("{}", serde_json::to_string(&record)?);
         } else {
-            println!(
+            out!(
                 "{:>6}  {}  {:<36}  {:<32}  {:<40}  {}",
                 record.id,
                 record.at,
@@ -374,7 +384,7 @@ fn report_load_error(e: &LoadError) {
 fn validate(args: &PolicyArgs) -> ExitCode {
     match load_or_report(args) {
         Some(snapshot) => {
-            println!(
+            out!(
                 "ok: {} policies in {} files valid against the schema",
                 snapshot.policies().policies().count(),
                 snapshot.files().len()
@@ -405,7 +415,7 @@ fn fmt(args: &FmtArgs) -> ExitCode {
                 } else {
                     "formatted"
                 };
-                println!("{verb}: {}", path.display());
+                out!("{verb}: {}", path.display());
             }
             policy::fmt::FmtOutcome::Failed(_, report) => {
                 failed = true;
@@ -435,13 +445,13 @@ fn check(args: &CheckArgs) -> ExitCode {
                 })).collect::<Vec<_>>(),
                 "errors": decision.errors,
             });
-            println!("{json:#}");
+            out!("{json:#}");
             ExitCode::SUCCESS
         }
         Ok(decision) => {
-            println!("decision: {}", decision.as_str().to_uppercase());
+            out!("decision: {}", decision.as_str().to_uppercase());
             if decision.reasons.is_empty() && decision.errors.is_empty() {
-                println!("no permit policy matched (default deny)");
+                out!("no permit policy matched (default deny)");
             }
             for id in &decision.reasons {
                 match snapshot.origin(id) {
@@ -451,13 +461,13 @@ fn check(args: &CheckArgs) -> ExitCode {
                         } else {
                             "forbid"
                         };
-                        println!("  {effect} {id}  {}:{}", o.file, o.line);
+                        out!("  {effect} {id}  {}:{}", o.file, o.line);
                     }
-                    None => println!("  {id}"),
+                    None => out!("  {id}"),
                 }
             }
             for error in &decision.errors {
-                println!("  error: {error}");
+                out!("  error: {error}");
             }
             ExitCode::SUCCESS
         }
@@ -514,7 +524,7 @@ fn test(args: &TestArgs) -> ExitCode {
     let run = policytest::run(&snapshot, &suites);
     let mut out = String::new();
     policytest::print_report(&run, &snapshot, &mut out);
-    print!("{out}");
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
 
     if let Some(path) = &args.junit {
         let written = policytest::junit_xml(&run)

@@ -28,6 +28,11 @@ pub struct Metrics {
     registry: Registry,
     /// Decisions by outcome.
     pub decisions: Family<DecisionLabels, Counter>,
+    /// The `allow` and `deny` members of `decisions`, resolved once: the
+    /// hot path increments them without a label lookup.
+    pub allowed: Counter,
+    /// See `allowed`.
+    pub denied: Counter,
     /// Decisions that carried an error (and so were denied).
     pub decision_errors: Counter,
     /// Time to decide, cache hits included.
@@ -92,8 +97,16 @@ impl Default for Metrics {
             "HTTP responses by status",
             http_responses.clone(),
         );
+        let allowed = decisions
+            .get_or_create(&DecisionLabels { decision: "allow" })
+            .clone();
+        let denied = decisions
+            .get_or_create(&DecisionLabels { decision: "deny" })
+            .clone();
         Self {
             registry,
+            allowed,
+            denied,
             decisions,
             decision_errors,
             decision_seconds,

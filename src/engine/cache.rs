@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use cedar_policy::EntityUid;
+
 use crate::policy::Decision;
 
 use super::RequestUids;
@@ -13,9 +15,12 @@ use super::RequestUids;
 pub(super) struct DecisionKey {
     policy_revision: u64,
     entity_epoch: u64,
-    /// Principal, action, resource and context in one canonical string
-    /// (`serde_json` orders object keys, so equal contexts are equal text).
-    request: String,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    /// The context as text (`serde_json` orders object keys, so equal
+    /// contexts are equal text); empty for an empty context.
+    context: String,
 }
 
 impl DecisionKey {
@@ -25,13 +30,18 @@ impl DecisionKey {
         uids: &RequestUids,
         context: &serde_json::Value,
     ) -> Self {
+        let empty = context.as_object().is_some_and(serde_json::Map::is_empty);
         Self {
             policy_revision,
             entity_epoch,
-            request: format!(
-                "{}\u{1f}{}\u{1f}{}\u{1f}{}",
-                uids.principal, uids.action, uids.resource, context
-            ),
+            principal: uids.principal.clone(),
+            action: uids.action.clone(),
+            resource: uids.resource.clone(),
+            context: if empty {
+                String::new()
+            } else {
+                context.to_string()
+            },
         }
     }
 }

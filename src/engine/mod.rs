@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::cli::PolicyArgs;
 use crate::decisionlog::{DecisionLog, DecisionRecord};
 use crate::entities::{EntityStore, Plan};
-use crate::metrics::{DecisionLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
 use cache::{DecisionCache, DecisionKey};
 
@@ -178,7 +178,7 @@ impl Engine {
         // Read the epoch before any entity: a write during evaluation moves
         // it, so this answer is cached under a key nobody asks for again.
         let epoch = self.store.epoch();
-        let parsed = parse_request(request);
+        let parsed = parse_request(&loaded.snapshot, request);
         let key = match &parsed {
             Ok(p) if request.entities.is_empty() && self.decisions.enabled() => Some(
                 DecisionKey::new(loaded.revision, epoch, p, &request.context),
@@ -272,11 +272,11 @@ impl Engine {
 
     fn observe(&self, decision: &Decision, hit: bool, elapsed: Duration) {
         let m = &self.metrics;
-        m.decisions
-            .get_or_create(&DecisionLabels {
-                decision: decision.as_str(),
-            })
-            .inc();
+        if decision.allow {
+            m.allowed.inc();
+        } else {
+            m.denied.inc();
+        }
         if !decision.errors.is_empty() {
             m.decision_errors.inc();
         }
@@ -375,11 +375,14 @@ struct RequestUids {
     resource: EntityUid,
 }
 
-fn parse_request(request: &AuthzRequest) -> Result<RequestUids, RequestError> {
+fn parse_request(
+    snapshot: &PolicySnapshot,
+    request: &AuthzRequest,
+) -> Result<RequestUids, RequestError> {
     Ok(RequestUids {
-        principal: parse_uid("principal", &request.principal)?,
-        action: parse_uid("action", &request.action)?,
-        resource: parse_uid("resource", &request.resource)?,
+        principal: snapshot.uid("principal", &request.principal)?,
+        action: snapshot.uid("action", &request.action)?,
+        resource: snapshot.uid("resource", &request.resource)?,
     })
 }
 

@@ -57,6 +57,9 @@ pub struct PolicySnapshot {
     dereferenced: Option<HashSet<EntityTypeName>>,
     /// Entity literals the policies dereference.
     literals: Vec<EntityUid>,
+    /// The schema's entity and action type names, so that request uids
+    /// need no run of Cedar's parser.
+    type_names: HashMap<String, EntityTypeName>,
 }
 
 /// The answer to one request. A Deny is data, not an error.
@@ -97,6 +100,12 @@ impl PolicySnapshot {
         files: Vec<String>,
     ) -> Self {
         let narrowed = narrow::narrow(&policies, &schema);
+        let type_names = schema
+            .entity_types()
+            .cloned()
+            .chain(schema.actions().map(|a| a.type_name().clone()))
+            .map(|t| (t.to_string(), t))
+            .collect();
         Self {
             policies,
             schema,
@@ -105,6 +114,7 @@ impl PolicySnapshot {
             files,
             authorizer: Authorizer::new(),
             narrowed,
+            type_names,
             literals: analysis
                 .as_ref()
                 .map(|a| {
@@ -129,6 +139,42 @@ impl PolicySnapshot {
         self.narrowed
             .get(&(a.clone(), p.type_name().clone(), r.type_name().clone()))
             .unwrap_or(&self.policies)
+    }
+
+    /// Parses a request's entity reference like [`parse_uid`], looking the
+    /// type name up among the schema's instead of parsing it when it can.
+    pub fn uid(
+        &self,
+        field: &'static str,
+        value: &serde_json::Value,
+    ) -> Result<EntityUid, RequestError> {
+        let known = match value {
+            serde_json::Value::Object(map) if map.len() == 2 => {
+                match (map.get("type"), map.get("id")) {
+                    (Some(serde_json::Value::String(ty)), Some(serde_json::Value::String(id))) => {
+                        self.type_names.get(ty.as_str()).map(|t| (t, id.as_str()))
+                    }
+                    _ => None,
+                }
+            }
+            // `Type::"id"` with a plain id (no escapes): split at the last `::"`.
+            serde_json::Value::String(s) => s.rfind("::\"").and_then(|at| {
+                let id = s[at + 3..].strip_suffix('"')?;
+                let plain = !id.contains(['"', '\\']);
+                self.type_names
+                    .get(&s[..at])
+                    .filter(|_| plain)
+                    .map(|t| (t, id))
+            }),
+            _ => None,
+        };
+        match known {
+            Some((ty, id)) => Ok(EntityUid::from_type_name_and_id(
+                ty.clone(),
+                cedar_policy::EntityId::new(id),
+            )),
+            None => parse_uid(field, value),
+        }
     }
 
     /// Whether a referenced entity of `type_name` can be dereferenced by
@@ -318,5 +364,34 @@ pub fn parse_uid(
         _ => Err(invalid(
             "expected `Type::\"id\"` or an object with `type` and `id`".to_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_uids_from_the_type_table_equal_the_parsed_ones() {
+        let snapshot = load(
+            std::path::Path::new("policies"),
+            std::path::Path::new("schema"),
+        )
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+        for value in [
+            json!({"type": "User", "id": "alice"}),
+            json!("User::\"alice\""),
+            json!({"type": "Action", "id": "billing.read"}),
+            json!("Action::\"billing.read\""),
+            json!("User::\"a\\\"b\""),
+            json!({"type": "Robot", "id": "r2"}),
+            json!({"__entity": {"type": "User", "id": "alice"}}),
+        ] {
+            let fast = snapshot.uid("principal", &value).map(|u| u.to_string());
+            let slow = parse_uid("principal", &value).map(|u| u.to_string());
+            assert_eq!(fast.ok(), slow.ok(), "{value}");
+        }
+        assert!(snapshot.uid("principal", &json!("User::alice")).is_err());
     }
 }
