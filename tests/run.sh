@@ -4,11 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
 need_apt=()
 # The browser test of the invitation page (tests/api/browser.rs) drives
 # Debian's Chromium headless through chromedriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   need_apt+=(chromium chromium-driver)
+fi
+# tests/api/postgres.rs runs against a real PostgreSQL server.
+if [ -z "${TEST_DATABASE_URL:-}" ] && [ -z "$(pg_bin)" ]; then
+  need_apt+=(postgresql)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -16,6 +22,25 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# A private, throwaway PostgreSQL cluster on a free loopback port, unless
+# the caller named a server in TEST_DATABASE_URL.
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  bin=$(pg_bin)
+  pgdata=$(mktemp -d)
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  as_pg=()
+  if [ "$(id -u)" -eq 0 ]; then
+    # PostgreSQL refuses to run as root.
+    chown postgres "$pgdata"
+    as_pg=(runuser -u postgres --)
+  fi
+  "${as_pg[@]}" "$bin/initdb" -D "$pgdata/data" -A trust -U cedargate >/dev/null
+  "${as_pg[@]}" "$bin/pg_ctl" -D "$pgdata/data" -l "$pgdata/log" -w \
+    -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1" start >/dev/null
+  trap '"${as_pg[@]}" "$bin/pg_ctl" -D "$pgdata/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdata"' EXIT
+  export TEST_DATABASE_URL="postgres://cedargate@127.0.0.1:$port/postgres"
+fi
+
 # Benches are compiled by clippy --all-targets but not run here: they
-# build stores of up to a million entities (`cargo bench`, bench/http.py).
+# build stores of up to a million entities (`cargo bench`, bench/load.py).
 cargo test --locked --lib --bins --tests

@@ -9,6 +9,7 @@ mod helpers;
 mod invite_helpers;
 mod invites;
 mod onboarding;
+mod postgres;
 mod reload;
 mod smtp;
 mod workload;
