@@ -480,13 +480,9 @@ fn check(args: &CheckArgs) -> ExitCode {
 
 fn check_decision(snapshot: &PolicySnapshot, args: &CheckArgs) -> Result<policy::Decision, String> {
     let uid = |field, s: &str| policy::parse_uid(field, &serde_json::Value::String(s.to_owned()));
-    let action = if args.action.contains("::") {
-        args.action.clone()
-    } else {
-        format!("Action::{}", serde_json::Value::String(args.action.clone()))
-    };
     let principal = uid("principal", &args.principal).map_err(|e| e.to_string())?;
-    let action = uid("action", &action).map_err(|e| e.to_string())?;
+    let action = policy::parse_action(&serde_json::Value::String(args.action.clone()))
+        .map_err(|e| e.to_string())?;
     let resource = uid("resource", &args.resource).map_err(|e| e.to_string())?;
     let context: serde_json::Value =
         serde_json::from_str(&args.context).map_err(|e| format!("--context is not JSON: {e}"))?;

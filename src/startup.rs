@@ -14,7 +14,7 @@ use base64::Engine as _;
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::ServeConfig;
+use crate::config::{DatabaseUrl, InviteArgs, ServeConfig};
 use crate::decisionlog::DecisionLog;
 use crate::engine::Engine;
 use crate::entities::EntityStore;
@@ -33,31 +33,32 @@ const MAIL_POLL: Duration = Duration::from_secs(5);
 /// The invitation service and its mailer, when the schema is the cedargate
 /// organization model (another model gets the decision API only).
 pub fn invitation_service(
-    config: &ServeConfig,
     engine: &Arc<Engine>,
+    database_url: &DatabaseUrl,
+    invites: &InviteArgs,
     bound: &str,
-) -> anyhow::Result<(Option<InviteService>, Option<Arc<Mailer>>)> {
+) -> anyhow::Result<Option<(InviteService, Arc<Mailer>)>> {
     if !has_organization_model(engine) {
-        tracing::info!(
-            "the schema is not the cedargate organization model: invitation service off"
-        );
-        return Ok((None, None));
+        return Ok(None);
     }
-    let sink = config.invites.mail_sink(&config.database_url);
+    let sink = invites.mail_sink(database_url);
     let mailer = Arc::new(Mailer::new(
         engine.store().pool().clone(),
         sink,
-        &config.invites.mail_from,
+        &invites.mail_from,
     )?);
-    let settings = config.invites.settings(bound);
-    Ok((
-        Some(InviteService::new(
-            engine.clone(),
-            Some(mailer.clone()),
-            settings,
-        )),
-        Some(mailer),
-    ))
+    let service = InviteService::new(
+        engine.clone(),
+        Some(mailer.clone()),
+        invites.settings(bound),
+    );
+    Ok(Some((service, mailer)))
+}
+
+/// Loads and validates the policies, with every problem rendered.
+fn load_policies(args: &crate::cli::PolicyArgs) -> anyhow::Result<policy::PolicySnapshot> {
+    policy::load(&args.policies, &args.schema)
+        .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))
 }
 
 /// The invitation service for a command-line run (no HTTP server): the
@@ -65,8 +66,7 @@ pub fn invitation_service(
 pub async fn offline_service(
     args: &crate::cli::StoreArgs,
 ) -> anyhow::Result<(InviteService, Arc<Mailer>)> {
-    let snapshot = policy::load(&args.policy.policies, &args.policy.schema)
-        .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))?;
+    let snapshot = load_policies(&args.policy)?;
     let pool = crate::db::connect(&args.database_url)
         .await
         .context("cannot open the database")?;
@@ -80,21 +80,10 @@ pub async fn offline_service(
         Arc::new(Metrics::default()),
         DecisionLog::off(),
     )?);
-    anyhow::ensure!(
-        has_organization_model(&engine),
-        "the schema is not the cedargate organization model (User, Organization, Membership, Department)"
-    );
-    let sink = args.invites.mail_sink(&args.database_url);
-    let mailer = Arc::new(Mailer::new(
-        engine.store().pool().clone(),
-        sink,
-        &args.invites.mail_from,
-    )?);
-    let settings = args.invites.settings("127.0.0.1:8180");
-    Ok((
-        InviteService::new(engine, Some(mailer.clone()), settings),
-        mailer,
-    ))
+    // Links point at `serve`'s default address; `--public-url` overrides it.
+    invitation_service(&engine, &args.database_url, &args.invites, "127.0.0.1:8180")?.ok_or_else(|| {
+        anyhow::anyhow!("the schema is not the cedargate organization model (User, Organization, Membership, Department)")
+    })
 }
 
 /// The schema declares the entity types the invitation service writes.
@@ -134,8 +123,7 @@ impl Application {
         config: ServeConfig,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let snapshot = policy::load(&config.policy.policies, &config.policy.schema)
-            .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))?;
+        let snapshot = load_policies(&config.policy)?;
         let pool = crate::db::connect(&config.database_url)
             .await
             .context("cannot open the database")?;
@@ -173,7 +161,20 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let bound = listener.local_addr()?;
-        let (invites, mailer) = invitation_service(&config, &engine, &bound.to_string())?;
+        let (invites, mailer) = match invitation_service(
+            &engine,
+            &config.database_url,
+            &config.invites,
+            &bound.to_string(),
+        )? {
+            Some((service, mailer)) => (Some(service), Some(mailer)),
+            None => {
+                tracing::info!(
+                    "the schema is not the cedargate organization model: invitation service off"
+                );
+                (None, None)
+            }
+        };
         let state = AppState {
             engine: engine.clone(),
             metrics,

@@ -159,16 +159,34 @@ impl Engine {
 
     /// Decides a batch against one snapshot, in order.
     pub async fn decide_batch(&self, requests: &[AuthzRequest], request_id: &str) -> Vec<Decided> {
+        self.decide_batch_until(requests, request_id, |_| false)
+            .await
+    }
+
+    /// Decides a batch against one snapshot, in order, stopping after the
+    /// first decision for which `stop` holds (AuthZEN's short-circuiting
+    /// evaluation semantics).
+    pub async fn decide_batch_until(
+        &self,
+        requests: &[AuthzRequest],
+        request_id: &str,
+        stop: impl Fn(&Decided) -> bool,
+    ) -> Vec<Decided> {
         let loaded = self.current();
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
-            out.push(self.decide_with(&loaded, request, request_id).await);
+            let decided = self.decide_with(&loaded, request, request_id).await;
+            let done = stop(&decided);
+            out.push(decided);
+            if done {
+                break;
+            }
         }
         out
     }
 
     /// Decides against a given snapshot (batches pin one for all items).
-    pub async fn decide_with(
+    async fn decide_with(
         &self,
         loaded: &Loaded,
         request: &AuthzRequest,
@@ -231,14 +249,18 @@ impl Engine {
             action,
             resource,
         } = uids;
-        let cedar_request = match snapshot.request(
-            principal.clone(),
-            action.clone(),
-            resource.clone(),
-            request.context.clone(),
-        ) {
-            Ok(r) => r,
-            Err(e) => return Decision::deny_with_error(e),
+        let cedar_request =
+            match snapshot.request(principal, action, resource, request.context.clone()) {
+                Ok(r) => r,
+                Err(e) => return Decision::deny_with_error(e),
+            };
+        // A validated request always names its principal, action and resource.
+        let (Some(principal), Some(action), Some(resource)) = (
+            cedar_request.principal(),
+            cedar_request.action(),
+            cedar_request.resource(),
+        ) else {
+            return Decision::deny_with_error("the request lost its principal, action or resource");
         };
         let extra = match request_entities(loaded, &request.entities) {
             Ok(extra) => extra,
@@ -249,8 +271,8 @@ impl Engine {
             .slice(
                 snapshot.schema(),
                 &loaded.actions,
-                [&principal, &resource],
-                &action,
+                [principal, resource],
+                action,
                 extra,
                 match snapshot.dereferenced_types() {
                     Some(follow) => Plan::Analysed {

@@ -242,21 +242,16 @@ pub async fn evaluations(
         let context = item.context.as_ref().or(req.context.as_ref());
         requests.push(to_request(subject, action, resource, context));
     }
-    let loaded = state.engine.current();
-    let mut out = Vec::with_capacity(requests.len());
-    for request in &requests {
-        let decided = state.engine.decide_with(&loaded, request, &id).await;
-        let allow = decided.decision.allow;
-        out.push(respond(decided));
-        let stop = match req.options.evaluations_semantic {
+    let semantic = req.options.evaluations_semantic;
+    let decided = state
+        .engine
+        .decide_batch_until(&requests, &id, |d| match semantic {
             Semantic::ExecuteAll => false,
-            Semantic::DenyOnFirstDeny => !allow,
-            Semantic::PermitOnFirstPermit => allow,
-        };
-        if stop {
-            break;
-        }
-    }
+            Semantic::DenyOnFirstDeny => !d.decision.allow,
+            Semantic::PermitOnFirstPermit => d.decision.allow,
+        })
+        .await;
+    let out: Vec<EvaluationResponse> = decided.into_iter().map(respond).collect();
     Ok(Json(json!(EvaluationsResponse { evaluations: out })))
 }
 

@@ -782,16 +782,7 @@ impl InviteService {
         )
         .await?;
         if status == Status::Active {
-            let message = Outgoing {
-                to: p.email.clone(),
-                subject: format!("You were added to {}", org.name),
-                body: format!(
-                    "Hello {},\n\nYou now have access to {} with your existing account.\n",
-                    p.first_name, org.name
-                ),
-                invitation_id: None,
-            };
-            mail::enqueue(tx, now, &message).await?;
+            mail::enqueue(tx, now, &added_notice(&p.email, &p.first_name, &org.name)).await?;
             let uids = project::user(tx, schema.schema(), &user_id).await?;
             let outcome = InviteOutcome {
                 outcome: "added",
@@ -938,16 +929,12 @@ impl InviteService {
             let mut m = membership.clone();
             m.status = Status::Active;
             store::save_membership(&mut tx, &m, now).await?;
-            let message = Outgoing {
-                to: user.email.clone(),
-                subject: format!("You were added to {}", org.name),
-                body: format!(
-                    "Hello {},\n\nYou now have access to {} with your existing account.\n",
-                    user.first_name, org.name
-                ),
-                invitation_id: None,
-            };
-            mail::enqueue(&mut tx, now, &message).await?;
+            mail::enqueue(
+                &mut tx,
+                now,
+                &added_notice(&user.email, &user.first_name, &org.name),
+            )
+            .await?;
             self.audit_change(
                 &mut tx,
                 actor,
@@ -1875,6 +1862,19 @@ where
     Err(InviteError::Conflict(format!(
         "the members of `{org_id}` kept changing during the request; try again"
     )))
+}
+
+/// The notice to a person with an account who was added to an organization
+/// directly (R48): no link, nothing to accept.
+fn added_notice(email: &str, first_name: &str, org_name: &str) -> Outgoing {
+    Outgoing {
+        to: email.to_owned(),
+        subject: format!("You were added to {org_name}"),
+        body: format!(
+            "Hello {first_name},\n\nYou now have access to {org_name} with your existing account.\n"
+        ),
+        invitation_id: None,
+    }
 }
 
 /// E15: the target is the only ACTIVE, non-agent member with Organization=Manage.

@@ -52,7 +52,7 @@ pub struct PolicySnapshot {
     files: Vec<String>,
     authorizer: Authorizer,
     /// Per request shape, only the policies whose scope can match it.
-    narrowed: HashMap<narrow::Shape, PolicySet>,
+    narrowed: HashMap<EntityUid, narrow::Shapes>,
     /// Entity types the policies dereference (`None`: all of them).
     dereferenced: Option<HashSet<EntityTypeName>>,
     /// Entity literals the policies dereference.
@@ -137,8 +137,13 @@ impl PolicySnapshot {
             return &self.policies;
         };
         self.narrowed
-            .get(&(a.clone(), p.type_name().clone(), r.type_name().clone()))
-            .unwrap_or(&self.policies)
+            .get(a)
+            .and_then(|shapes| {
+                shapes
+                    .iter()
+                    .find(|(pt, rt, _)| pt == p.type_name() && rt == r.type_name())
+            })
+            .map_or(&self.policies, |(_, _, set)| set)
     }
 
     /// Parses a request's entity reference like [`parse_uid`], looking the
@@ -175,14 +180,6 @@ impl PolicySnapshot {
             )),
             None => parse_uid(field, value),
         }
-    }
-
-    /// Whether a referenced entity of `type_name` can be dereferenced by
-    /// some policy, so that a slice must hold it.
-    pub fn is_dereferenced(&self, type_name: &EntityTypeName) -> bool {
-        self.dereferenced
-            .as_ref()
-            .is_none_or(|types| types.contains(type_name))
     }
 
     /// Entity literals some policy dereferences (every slice holds them).
@@ -327,6 +324,18 @@ pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Parses an action, which people may write as a bare id (`billing.read`
+/// for `Action::"billing.read"`) in policy tests and on the command line.
+pub fn parse_action(value: &serde_json::Value) -> Result<EntityUid, RequestError> {
+    match value {
+        serde_json::Value::String(s) if !s.contains("::") => {
+            let quoted = format!("Action::{}", serde_json::Value::String(s.clone()));
+            parse_uid("action", &serde_json::Value::String(quoted))
+        }
+        other => parse_uid("action", other),
+    }
 }
 
 /// Parses an entity reference given as `Type::"id"` or `{"type": .., "id": ..}`

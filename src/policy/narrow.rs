@@ -13,15 +13,17 @@ use cedar_policy::{
     ResourceConstraint, Schema,
 };
 
-/// The request shape a narrowed set answers.
-pub(super) type Shape = (EntityUid, EntityTypeName, EntityTypeName);
+/// The narrowed sets of one action, per (principal type, resource type).
+/// An action applies to a handful of shapes, so a scan by reference beats
+/// hashing a key built for every request.
+pub(super) type Shapes = Vec<(EntityTypeName, EntityTypeName, PolicySet)>;
 
 /// Builds the narrowed policy sets for every request shape of the schema.
-pub(super) fn narrow(policies: &PolicySet, schema: &Schema) -> HashMap<Shape, PolicySet> {
+pub(super) fn narrow(policies: &PolicySet, schema: &Schema) -> HashMap<EntityUid, Shapes> {
     let Ok(actions) = schema.action_entities() else {
         return HashMap::new();
     };
-    let mut out = HashMap::new();
+    let mut out: HashMap<EntityUid, Shapes> = HashMap::new();
     for action in schema.actions() {
         // The action and every group it belongs to, for `action in [...]`.
         let mut lineage: HashSet<EntityUid> = actions
@@ -47,10 +49,11 @@ pub(super) fn narrow(policies: &PolicySet, schema: &Schema) -> HashMap<Shape, Po
                 });
                 // `from_policies` only fails on duplicate ids, which a valid set has not.
                 if let Ok(set) = PolicySet::from_policies(kept.cloned()) {
-                    out.insert(
-                        (action.clone(), principal.clone(), (*resource).clone()),
+                    out.entry(action.clone()).or_default().push((
+                        principal.clone(),
+                        (*resource).clone(),
                         set,
-                    );
+                    ));
                 }
             }
         }

@@ -10,7 +10,7 @@ mod report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cedar_policy::{Entities, EntityUid};
+use cedar_policy::Entities;
 use miette::{LabeledSpan, NamedSource, Report};
 use serde::Deserialize;
 
@@ -287,25 +287,11 @@ fn build_request(
     case: &CaseSpec,
 ) -> Result<cedar_policy::Request, String> {
     let principal = parse_uid("principal", &case.principal).map_err(|e| e.to_string())?;
-    let action = parse_action(&case.action).map_err(|e| e.to_string())?;
+    let action = crate::policy::parse_action(&case.action).map_err(|e| e.to_string())?;
     let resource = parse_uid("resource", &case.resource).map_err(|e| e.to_string())?;
     snapshot
         .request(principal, action, resource, case.context.clone())
         .map_err(|e| e.to_string())
-}
-
-/// Actions may be written as a bare id (`billing.read`) for readability.
-fn parse_action(value: &serde_json::Value) -> Result<EntityUid, crate::policy::RequestError> {
-    match value {
-        serde_json::Value::String(s) if !s.contains("::") => {
-            let quoted = serde_json::Value::String(format!(
-                "Action::{}",
-                serde_json::Value::String(s.clone())
-            ));
-            parse_uid("action", &quoted)
-        }
-        other => parse_uid("action", other),
-    }
 }
 
 fn judge(case: &CaseSpec, decision: &Decision) -> Outcome {
