@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{Entity, EntityUid};
+use cedar_policy_core::ast::Entity as CoreEntity;
 use serde::Serialize;
 
 use crate::cli::PolicyArgs;
@@ -34,20 +35,32 @@ pub struct Loaded {
     pub snapshot: PolicySnapshot,
     /// Starts at 1 and grows by one per successful reload.
     pub revision: u64,
-    /// The schema's action entities (with their groups), by uid.
-    actions: HashMap<EntityUid, Entity>,
+    /// Each action of the schema: its entity followed by its groups', as
+    /// one slice needs them.
+    actions: HashMap<EntityUid, Vec<Arc<CoreEntity>>>,
     /// Unix seconds when this revision was loaded.
     pub loaded_at: i64,
 }
 
 impl Loaded {
     fn new(snapshot: PolicySnapshot, revision: u64) -> Result<Self, LoadError> {
-        let actions = snapshot
-            .schema()
-            .action_entities()
-            .map_err(|e| LoadError::Invalid(vec![miette::miette!("schema action entities: {e}")]))?
+        let entities = snapshot.schema().action_entities().map_err(|e| {
+            LoadError::Invalid(vec![miette::miette!("schema action entities: {e}")])
+        })?;
+        let by_uid: HashMap<EntityUid, Arc<CoreEntity>> = entities
             .iter()
-            .map(|e| (e.uid(), e.clone()))
+            .map(|e| (e.uid(), Arc::new(CoreEntity::clone(e.as_ref()))))
+            .collect();
+        // Cedar keeps action hierarchies closed, so `ancestors` is every group.
+        let actions = by_uid
+            .iter()
+            .map(|(uid, entity)| {
+                let groups = entity
+                    .ancestors()
+                    .filter_map(|a| by_uid.get(&EntityUid::from(a.clone())).cloned());
+                let all = std::iter::once(Arc::clone(entity)).chain(groups).collect();
+                (uid.clone(), all)
+            })
             .collect();
         Ok(Self {
             snapshot,
@@ -270,9 +283,8 @@ impl Engine {
             .store
             .slice(
                 snapshot.schema(),
-                &loaded.actions,
                 [principal, resource],
-                action,
+                loaded.actions.get(action).map_or(&[], Vec::as_slice),
                 extra,
                 match snapshot.dereferenced_types() {
                     Some(follow) => Plan::Analysed {

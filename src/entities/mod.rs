@@ -18,6 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
+// cedar-policy's own (hidden but public) conversions to its core types: the
+// core API lets a slice share cached entities and skip the closure pass,
+// which the public `Entities::from_entities` always runs. cedar-policy pins
+// the core crate to its exact version, so the two cannot drift apart.
+use cedar_policy_core::ast::{Entity as CoreEntity, EntityUID};
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use sqlx::AnyPool;
 
 pub use sql::StoreError;
@@ -30,12 +37,32 @@ pub const MAX_DEREF_DEPTH: usize = 2;
 /// A stored entity, parsed once and shared.
 #[derive(Debug)]
 struct Parsed {
-    entity: Entity,
+    /// Cedar's own form: slices are assembled from these `Arc`s, so building
+    /// a slice never copies an entity.
+    entity: Arc<CoreEntity>,
     parents: Vec<EntityUid>,
     /// Entities referenced from attributes and tags.
     refs: Vec<EntityUid>,
-    /// The stored JSON, to rebuild the entity with its whole ancestor set.
-    body: Arc<str>,
+}
+
+/// A principal or resource with its whole ancestor set as ancestors, valid
+/// for the entity epoch it was built in.
+#[derive(Debug)]
+struct Closed {
+    epoch: u64,
+    entity: Arc<CoreEntity>,
+    refs: Vec<EntityUid>,
+}
+
+/// Caches keyed by entity uid. foldhash rather than SipHash: these lookups
+/// are most of the slice-building cost, and the seed is still random per
+/// process.
+type UidCache<V> = moka::sync::Cache<EntityUid, V, foldhash::fast::RandomState>;
+
+fn uid_cache<V: Clone + Send + Sync + 'static>(capacity: u64) -> UidCache<V> {
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .build_with_hasher(foldhash::fast::RandomState::default())
 }
 
 /// How much a slice must hold.
@@ -72,10 +99,9 @@ pub enum WriteError {
 pub struct EntityStore {
     pool: AnyPool,
     /// `None` caches "not in the store", so unknown resources cost one query.
-    cache: moka::sync::Cache<EntityUid, Option<Arc<Parsed>>>,
-    /// Principals and resources rebuilt with their whole ancestor set, valid
-    /// for the epoch they were built in.
-    closed: moka::sync::Cache<EntityUid, Arc<(u64, Entity)>>,
+    cache: UidCache<Option<Arc<Parsed>>>,
+    /// Principals and resources rebuilt with their whole ancestor set.
+    closed: UidCache<Arc<Closed>>,
     /// Moves on every invalidation; decision-cache keys include it.
     epoch: AtomicU64,
     /// Highest store revision whose changes this process has applied.
@@ -87,8 +113,8 @@ impl EntityStore {
     pub fn new(pool: AnyPool, capacity: u64) -> Self {
         Self {
             pool,
-            cache: moka::sync::Cache::builder().max_capacity(capacity).build(),
-            closed: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            cache: uid_cache(capacity),
+            closed: uid_cache(capacity),
             epoch: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         }
@@ -230,28 +256,46 @@ impl EntityStore {
         Ok(parsed)
     }
 
-    /// Builds the entities one request needs. `extra` (request-scoped
-    /// entities) take precedence over stored entities with the same uid;
-    /// with them the plan is always [`Plan::Everything`].
+    /// Builds the entities one request needs: the slice's entities, then
+    /// `action` (the request's action entity and its groups). `extra`
+    /// (request-scoped entities) take precedence over stored entities with
+    /// the same uid; with them the plan is always [`Plan::Everything`].
     pub async fn slice(
         &self,
         schema: &Schema,
-        actions: &HashMap<EntityUid, Entity>,
         roots: [&EntityUid; 2],
-        action: &EntityUid,
+        action: &[Arc<CoreEntity>],
         extra: Vec<Entity>,
         plan: Plan<'_>,
     ) -> Result<Entities, SliceError> {
-        let mut out = match plan {
+        let built = match plan {
             Plan::Analysed { follow, literals } if extra.is_empty() => {
-                self.analysed_slice(schema, roots, follow, literals).await?
+                let out = self.analysed_slice(schema, roots, follow, literals).await?;
+                // Sound without a transitive-closure pass: the roots carry
+                // their whole ancestor set, action entities come closed from
+                // the schema, and the analysis proved nothing else is ever
+                // left of `in`.
+                CoreEntities::new().add_entities(
+                    out.into_values().chain(action.iter().cloned()),
+                    None::<&NoEntitiesSchema>,
+                    TCComputation::AssumeAlreadyComputed,
+                    Extensions::all_available(),
+                )
             }
-            _ => self.full_slice(schema, roots, extra).await?,
+            _ => {
+                let out = self.full_slice(schema, roots, extra).await?;
+                CoreEntities::from_entities(
+                    out.into_values()
+                        .chain(action.iter().cloned())
+                        .map(Arc::unwrap_or_clone),
+                    None::<&NoEntitiesSchema>,
+                    TCComputation::ComputeNow,
+                    Extensions::all_available(),
+                )
+            }
         };
-        if let Some(entity) = actions.get(action) {
-            add_action(actions, entity, &mut out);
-        }
-        Entities::from_entities(out.into_values(), None)
+        built
+            .map(Entities::from)
             .map_err(|e| SliceError::Build(e.to_string()))
     }
 
@@ -264,23 +308,21 @@ impl EntityStore {
         roots: [&EntityUid; 2],
         follow: &HashSet<EntityTypeName>,
         literals: &[EntityUid],
-    ) -> Result<HashMap<EntityUid, Entity>, SliceError> {
-        let mut out: HashMap<EntityUid, Entity> = HashMap::with_capacity(8);
+    ) -> Result<SliceMap, SliceError> {
+        let mut out = SliceMap::with_capacity_and_hasher(8, Default::default());
         let mut queue: VecDeque<(EntityUid, usize)> =
             literals.iter().map(|u| (u.clone(), 0)).collect();
         for root in roots {
             if out.contains_key(root) {
                 continue;
             }
-            if let Some((parsed, closed)) = self.closed(schema, root).await? {
-                for r in parsed
+            if let Some(closed) = self.closed(schema, root).await? {
+                let followed = closed
                     .refs
                     .iter()
-                    .filter(|r| follow.contains(r.type_name()))
-                {
-                    queue.push_back((r.clone(), 1));
-                }
-                out.insert(root.clone(), closed);
+                    .filter(|r| follow.contains(r.type_name()));
+                queue.extend(followed.map(|r| (r.clone(), 1)));
+                out.insert(root.clone(), Arc::clone(&closed.entity));
             }
         }
         while let Some((uid, depth)) = queue.pop_front() {
@@ -291,35 +333,33 @@ impl EntityStore {
                 continue;
             };
             if depth < MAX_DEREF_DEPTH {
-                for r in parsed
+                let followed = parsed
                     .refs
                     .iter()
-                    .filter(|r| follow.contains(r.type_name()))
-                {
-                    queue.push_back((r.clone(), depth + 1));
-                }
+                    .filter(|r| follow.contains(r.type_name()));
+                queue.extend(followed.map(|r| (r.clone(), depth + 1)));
             }
-            out.insert(uid, parsed.entity.clone());
+            out.insert(uid, Arc::clone(&parsed.entity));
         }
         Ok(out)
     }
 
-    /// The entity `uid` with its whole ancestor set as parents (built once
-    /// per entity epoch), and its parsed form.
+    /// The entity `uid` with its whole ancestor set (built once per entity
+    /// epoch), and its references.
     async fn closed(
         &self,
         schema: &Schema,
         uid: &EntityUid,
-    ) -> Result<Option<(Arc<Parsed>, Entity)>, SliceError> {
+    ) -> Result<Option<Arc<Closed>>, SliceError> {
         let epoch = self.epoch();
+        if let Some(hit) = self.closed.get(uid)
+            && hit.epoch == epoch
+        {
+            return Ok(Some(hit));
+        }
         let Some(parsed) = self.get(schema, uid).await? else {
             return Ok(None);
         };
-        if let Some(hit) = self.closed.get(uid)
-            && hit.0 == epoch
-        {
-            return Ok(Some((parsed, hit.1.clone())));
-        }
         let mut ancestors: HashSet<EntityUid> = HashSet::new();
         let mut stack = parsed.parents.clone();
         while let Some(a) = stack.pop() {
@@ -329,27 +369,34 @@ impl EntityStore {
                 stack.extend(p.parents.iter().cloned());
             }
         }
+        // Writes are validated one batch at a time, so two batches can
+        // close a cycle; Cedar's closure pass would refuse it, and so do we.
+        if ancestors.contains(uid) {
+            return Err(SliceError::Build(format!(
+                "`{uid}` is its own ancestor: the entity hierarchy has a cycle"
+            )));
+        }
         let entity = if ancestors.len() == parsed.parents.len() {
-            parsed.entity.clone()
+            Arc::clone(&parsed.entity)
         } else {
-            let corrupt = |reason: String| SliceError::Corrupt {
-                uid: uid.to_string(),
-                reason,
-            };
-            let mut json: serde_json::Value =
-                serde_json::from_str(&parsed.body).map_err(|e| corrupt(e.to_string()))?;
-            json["parents"] = ancestors
-                .iter()
-                .map(|a| serde_json::json!({"type": a.type_name().to_string(), "id": a.id().unescaped()}))
-                .collect();
-            Entity::from_json_value(json, Some(schema))
-                .map_err(|e| corrupt(crate::policy::with_causes(&e)))?
+            let mut entity = CoreEntity::clone(&parsed.entity);
+            for a in ancestors {
+                let a: EntityUID = a.into();
+                if !entity.is_child_of(&a) {
+                    entity.add_indirect_ancestor(a);
+                }
+            }
+            Arc::new(entity)
         };
         // Built from data read at `epoch`: a later write moved the epoch, so
         // this entry is never served after it.
-        self.closed
-            .insert(uid.clone(), Arc::new((epoch, entity.clone())));
-        Ok(Some((parsed, entity)))
+        let closed = Arc::new(Closed {
+            epoch,
+            entity,
+            refs: parsed.refs.clone(),
+        });
+        self.closed.insert(uid.clone(), Arc::clone(&closed));
+        Ok(Some(closed))
     }
 
     /// Everything reachable: references to `MAX_DEREF_DEPTH` and every
@@ -359,8 +406,11 @@ impl EntityStore {
         schema: &Schema,
         roots: [&EntityUid; 2],
         extra: Vec<Entity>,
-    ) -> Result<HashMap<EntityUid, Entity>, SliceError> {
-        let mut out: HashMap<EntityUid, Entity> = extra.into_iter().map(|e| (e.uid(), e)).collect();
+    ) -> Result<SliceMap, SliceError> {
+        let mut out: SliceMap = extra
+            .into_iter()
+            .map(|e| (e.uid(), Arc::new(e.as_ref().clone())))
+            .collect();
         let request_scoped: HashSet<EntityUid> = out.keys().cloned().collect();
         // The smallest depth each entity was expanded at: an entity met first
         // as an ancestor and later as a nearer reference is expanded again.
@@ -371,9 +421,9 @@ impl EntityStore {
             roots.iter().map(|u| ((*u).clone(), 0)).collect();
         for entity in out.values() {
             queue.extend(
-                entity_parents(entity)
-                    .into_iter()
-                    .map(|p| (p, MAX_DEREF_DEPTH)),
+                entity
+                    .parents()
+                    .map(|p| (EntityUid::from(p.clone()), MAX_DEREF_DEPTH)),
             );
         }
         while let Some((uid, depth)) = queue.pop_front() {
@@ -392,32 +442,14 @@ impl EntityStore {
                     queue.push_back((r.clone(), depth + 1));
                 }
             }
-            out.entry(uid).or_insert_with(|| parsed.entity.clone());
+            out.entry(uid).or_insert_with(|| Arc::clone(&parsed.entity));
         }
         Ok(out)
     }
 }
 
-/// Adds an action entity and its ancestors (action groups).
-fn add_action(
-    actions: &HashMap<EntityUid, Entity>,
-    entity: &Entity,
-    out: &mut HashMap<EntityUid, Entity>,
-) {
-    if out.insert(entity.uid(), entity.clone()).is_some() {
-        return;
-    }
-    for parent in entity_parents(entity) {
-        if let Some(p) = actions.get(&parent) {
-            add_action(actions, p, out);
-        }
-    }
-}
-
-fn entity_parents(entity: &Entity) -> Vec<EntityUid> {
-    let (_, _, parents) = entity.clone().into_inner();
-    parents.into_iter().collect()
-}
+/// A slice being assembled, by uid.
+type SliceMap = HashMap<EntityUid, Arc<CoreEntity>, foldhash::fast::RandomState>;
 
 /// Why a slice could not be built. On the decision path this is a Deny.
 #[derive(Debug, thiserror::Error)]
@@ -499,22 +531,13 @@ fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
             collect_refs(v, &mut refs);
         }
     }
-    let parents = value
-        .get("parents")
-        .and_then(|p| p.as_array())
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| EntityUid::from_json(p.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
     let entity =
         Entity::from_json_value(value, Some(schema)).map_err(|e| crate::policy::with_causes(&e))?;
+    let entity = CoreEntity::clone(entity.as_ref());
     Ok(Parsed {
-        entity,
-        parents,
+        parents: entity.parents().cloned().map(EntityUid::from).collect(),
+        entity: Arc::new(entity),
         refs,
-        body: body.into(),
     })
 }
 

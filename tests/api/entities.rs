@@ -228,3 +228,67 @@ async fn a_change_to_an_entity_two_hops_away_changes_the_next_decision() {
     assert_eq!(after["decision"], "allow", "{after}");
     assert_eq!(after["reasons"], json!(["billing-read"]));
 }
+
+#[tokio::test]
+async fn a_hierarchy_cycle_closed_by_two_writes_is_a_deny_with_the_error() {
+    // Arrange: a model where folders nest, so two separate writes can close
+    // a cycle that neither write alone contains.
+    let model = tempfile::tempdir().expect("a temporary directory");
+    let schema = model.path().join("folders.cedarschema");
+    let policies = model.path().join("folders.cedar");
+    std::fs::write(
+        &schema,
+        r#"entity User; entity Folder in [Folder];
+           action "read" appliesTo { principal: [User], resource: [Folder] };"#,
+    )
+    .expect("the schema is written");
+    std::fs::write(
+        &policies,
+        r#"@id("read-under-root") permit (principal, action, resource in Folder::"root");"#,
+    )
+    .expect("the policies are written");
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.policy.policies = policies.clone();
+        cfg.policy.schema = schema.clone();
+    })
+    .await;
+    let folder = |id: &str, parent: &str| json!({"uid": {"type": "Folder", "id": id}, "attrs": {}, "parents": [{"type": "Folder", "id": parent}]});
+    let user = json!({"uid": {"type": "User", "id": "ann"}, "attrs": {}, "parents": []});
+    let (status, body) = app
+        .put_json(
+            "/v1/entities",
+            &json!([user, folder("a", "b"), folder("b", "root")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read_a = || {
+        app.is_authorized(
+            uid("User", "ann"),
+            action("read"),
+            uid("Folder", "a"),
+            json!({}),
+        )
+    };
+    let before = read_a().await;
+
+    // Act
+    let (status, body) = app
+        .put_json(
+            "/v1/entities",
+            // Still under root, so without the cycle the answer would stay allow.
+            &json!([{"uid": {"type": "Folder", "id": "b"}, "attrs": {},
+                     "parents": [{"type": "Folder", "id": "a"}, {"type": "Folder", "id": "root"}]}]),
+        )
+        .await;
+    let after = read_a().await;
+
+    // Assert
+    assert_eq!(before["decision"], "allow", "{before}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(after["decision"], "deny", "{after}");
+    let errors = after["errors"].to_string();
+    assert!(
+        errors.contains("cycle"),
+        "the error names the cycle: {after}"
+    );
+}
