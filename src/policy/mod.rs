@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use cedar_policy::{
     Authorizer, Context, Effect, Entities, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
-    Schema,
+    RestrictedExpression, Schema,
 };
 use serde::Serialize;
 
@@ -243,6 +243,21 @@ impl PolicySnapshot {
         resource: EntityUid,
         context: serde_json::Value,
     ) -> Result<Request, RequestError> {
+        // Most contexts are a few booleans and integers: build those
+        // directly (Cedar's JSON reader costs microseconds per value) and
+        // let `Request::new` check them against the schema. On any refusal
+        // the JSON path below runs, so its error is the one reported.
+        if let Some(flat) = flat_context(&context)
+            && let Ok(request) = Request::new(
+                principal.clone(),
+                action.clone(),
+                resource.clone(),
+                flat,
+                Some(&self.schema),
+            )
+        {
+            return Ok(request);
+        }
         let context = Context::from_json_value(context, Some((&self.schema, &action))).map_err(
             |e| match e {
                 // The context is not at fault when the action is unknown.
@@ -308,6 +323,27 @@ impl PolicySnapshot {
             errors,
         }
     }
+}
+
+/// A context object whose values are all booleans or 64-bit integers, as
+/// Cedar values; `None` for anything else (strings may denote entities or
+/// extension values, which only the schema-driven JSON reader resolves).
+fn flat_context(value: &serde_json::Value) -> Option<Context> {
+    let serde_json::Value::Object(map) = value else {
+        return None;
+    };
+    let pairs = map
+        .iter()
+        .map(|(key, v)| {
+            let value = match v {
+                serde_json::Value::Bool(b) => RestrictedExpression::new_bool(*b),
+                serde_json::Value::Number(n) => RestrictedExpression::new_long(n.as_i64()?),
+                _ => return None,
+            };
+            Some((key.clone(), value))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Context::from_pairs(pairs).ok()
 }
 
 /// `error` followed by its causes. Cedar keeps the specifics (which entity,
@@ -402,5 +438,68 @@ mod tests {
             assert_eq!(fast.ok(), slow.ok(), "{value}");
         }
         assert!(snapshot.uid("principal", &json!("User::alice")).is_err());
+    }
+
+    #[test]
+    fn flat_contexts_decide_and_fail_exactly_like_the_json_reader() {
+        let snapshot = load(
+            std::path::Path::new("policies"),
+            std::path::Path::new("schema"),
+        )
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+        let uid = |v: serde_json::Value| parse_uid("uid", &v).unwrap_or_else(|e| panic!("{e}"));
+        let reference = |context: serde_json::Value| {
+            let action = uid(json!("Action::\"billing.read\""));
+            Context::from_json_value(context, Some((snapshot.schema(), &action)))
+                .map_err(|e| RequestError::Context(with_causes(&e)))
+                .and_then(|c| {
+                    Request::new(
+                        uid(json!("User::\"alice\"")),
+                        action,
+                        uid(json!("Organization::\"acme\"")),
+                        c,
+                        Some(snapshot.schema()),
+                    )
+                    .map_err(|e| RequestError::Schema(with_causes(&e)))
+                })
+        };
+        for context in [
+            json!({}),
+            json!({"mfa": true}),
+            json!({"mfa": false}),
+            json!({"mfa": 1}),
+            json!({"mfa": "true"}),
+            json!({"unknown": true}),
+            json!({"mfa": true, "unknown": 3}),
+            json!({"mfa": true, "lastActiveManager": false}),
+            json!({"mfa": 18446744073709551615u64}),
+            json!({"mfa": 1.5}),
+            json!([]),
+        ] {
+            let numbers_or_bools = context
+                .as_object()
+                .is_some_and(|m| m.values().all(|v| v.is_boolean() || v.as_i64().is_some()));
+            assert_eq!(
+                flat_context(&context).is_some(),
+                numbers_or_bools,
+                "{context}"
+            );
+            let fast = snapshot.request(
+                uid(json!("User::\"alice\"")),
+                uid(json!("Action::\"billing.read\"")),
+                uid(json!("Organization::\"acme\"")),
+                context.clone(),
+            );
+            let slow = reference(context.clone());
+            match (&fast, &slow) {
+                (Ok(f), Ok(s)) => assert_eq!(
+                    format!("{:?}", f.context()),
+                    format!("{:?}", s.context()),
+                    "{context}"
+                ),
+                (Err(f), Err(s)) => assert_eq!(f.to_string(), s.to_string(), "{context}"),
+                _ => panic!("{context}: fast {fast:?}, reference {slow:?}"),
+            }
+        }
     }
 }
