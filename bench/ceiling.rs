@@ -3,11 +3,31 @@
 //! cedargate is reported as a ratio of this server's on the same machine
 //! in the same run. `cargo run --release --example ceiling -- 127.0.0.1:9000`
 
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::routing::post;
 use serde_json::{Value, json};
 
+/// CPU time to burn per request (`CEILING_WORK_US`, default 0): with work
+/// comparable to a decision, the ceiling shows what HTTP costs per request
+/// at a sidecar's lower rate, where the client is idle more often and each
+/// response costs a wake-up.
+static WORK: LazyLock<Duration> = LazyLock::new(|| {
+    Duration::from_micros(
+        std::env::var("CEILING_WORK_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+});
+
 async fn decide(Json(body): Json<Value>) -> Json<Value> {
+    let started = Instant::now();
+    while started.elapsed() < *WORK {
+        std::hint::spin_loop();
+    }
     // Touch the body so parsing cannot be skipped.
     let allow = body.get("principal").is_some() || body.get("subject").is_some();
     Json(

@@ -37,6 +37,12 @@ SIZES = {
     "1m": ["--users", "80000", "--orgs", "7700", "--accounts", "770000", "--generators", "38500"],
 }
 TICKS = os.sysconf("SC_CLK_TCK")
+# Distinct single-request bodies wrk rotates through (the first requests of
+# requests.jsonl); the in-process baseline decides the same ones.
+REQUEST_BODIES = 20000
+# CPU burnt per request by the "ceiling with work" run: about a cache-off
+# decision, so that its HTTP cost is measured at a comparable request rate.
+CEILING_WORK_US = 20
 
 
 def sh(*cmd, **kw):
@@ -71,16 +77,28 @@ def workload(size):
         path = os.path.join(out, f"bodies.{name}.jsonl")
         if not os.path.isfile(path):
             sh(sys.executable, os.path.join(WORKLOAD, "render_bodies.py"), "--requests",
-               os.path.join(out, "requests.jsonl"), *args, "--limit", "20000" if "batch" not in name else "500",
+               os.path.join(out, "requests.jsonl"), *args, "--limit", str(REQUEST_BODIES) if "batch" not in name else "500",
                "--out", path, stderr=subprocess.DEVNULL)
     return out
+
+
+def baseline(binary, wl, duration, runs):
+    """Plain cedar-policy in-process (whole store, whole policy set) on the
+    requests the HTTP runs send, pinned to the server's CPU."""
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(["taskset", "-c", "0", binary, WORKLOAD, wl, str(REQUEST_BODIES), str(duration)],
+                             check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    mean = lambda k: sum(r[k] for r in results) / len(results)
+    return {"runs": results, "rate": mean("rate"), "us_per_decision": mean("us_per_decision")}
 
 
 class Server:
     """A server process pinned to CPU 0 with one tokio worker."""
 
-    def __init__(self, argv, port, token=None):
-        env = dict(os.environ, TOKIO_WORKER_THREADS="1", CEDARGATE_LOG="warn")
+    def __init__(self, argv, port, token=None, env=None):
+        env = dict(os.environ, TOKIO_WORKER_THREADS="1", CEDARGATE_LOG="warn", **(env or {}))
         self.port, self.token = port, token
         started = time.monotonic()
         self.proc = subprocess.Popen(["taskset", "-c", "0", *argv], env=env,
@@ -189,9 +207,11 @@ def main():
     ap.add_argument("--runs", type=int, default=2, help="runs per figure (at least 2)")
     args = ap.parse_args()
     ensure_wrk()
-    sh("cargo", "build", "--release", "--quiet", "--bin", "cedargate", "--example", "ceiling", cwd=ROOT)
+    sh("cargo", "build", "--release", "--quiet", "--bin", "cedargate", "--example", "ceiling",
+       "--example", "baseline", cwd=ROOT)
     binary = os.path.join(ROOT, "target", "release", "cedargate")
     ceiling_bin = os.path.join(ROOT, "target", "release", "examples", "ceiling")
+    baseline_bin = os.path.join(ROOT, "target", "release", "examples", "baseline")
     runs = max(args.runs, 2)
     d = args.duration
     report = {"machine": {"cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
@@ -213,6 +233,12 @@ def main():
         rows["ceiling authzen batch100 c=16"] = measure(ceiling, b("authzen_batch100"), "/access/v1/evaluations", 16, d, runs)
         rows["ceiling peak RSS MB"] = ceiling.peak_rss_mb()
         ceiling.stop()
+        port = free_port()
+        ceiling = Server([ceiling_bin, f"127.0.0.1:{port}"], port, env={"CEILING_WORK_US": str(CEILING_WORK_US)})
+        rows[f"ceiling with {CEILING_WORK_US} us work native c=16"] = measure(
+            ceiling, b("native"), "/v1/is_authorized", 16, d, runs)
+        ceiling.stop()
+        report["sizes"].setdefault(size, {})["baseline"] = base = baseline(baseline_bin, wl, d, runs)
 
         # Decision cache on, warmed.
         port = free_port()
@@ -255,8 +281,9 @@ def main():
         rows["reloads"] = reloads
         rows["cedargate peak RSS MB (cache off)"] = server.peak_rss_mb()
         server.stop()
-        report["sizes"][size] = {"startup": startup, "results": rows}
-        print_table(size, rows, startup)
+        report["sizes"][size].update(startup=startup, results=rows)
+        print_table(size, rows, startup, base)
+        print_targets(rows, base)
 
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -267,10 +294,12 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def print_table(size, rows, startup):
+def print_table(size, rows, startup, base):
     print(f"\n## {size} entities (startup: {startup})\n")
-    print("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | non-2xx | vs ceiling |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"In-process baseline (plain cedar-policy, whole store, whole policy set, same {REQUEST_BODIES} requests): "
+          f"{base['rate']:.0f} decisions/s, {base['us_per_decision']:.1f} µs each\n")
+    print("| scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | non-2xx | vs ceiling | vs in-process baseline |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         if not isinstance(r, dict) or "rps" not in r:
             continue
@@ -281,8 +310,31 @@ def print_table(size, rows, startup):
             ref = rows.get(f"ceiling {kind} c={c}")
             if ref:
                 ratio = f"{r['rps'] / ref['rps']:.2f}x"
+        vs_base = ""
+        if "cache-off" in name:
+            per_request = 100 if "batch100" in name else 1
+            vs_base = f"{r['rps'] * per_request / base['rate']:.2f}x"
         print(f"| {name} | {r['rps']:.0f} | {r['p50_us'] / 1000:.3f} | {r['p99_us'] / 1000:.3f} | "
-              f"{r['p999_us'] / 1000:.3f} | {r['cpu_us_per_req']:.1f} | {r['non2xx']} | {ratio} |")
+              f"{r['p999_us'] / 1000:.3f} | {r['cpu_us_per_req']:.1f} | {r['non2xx']} | {ratio} | {vs_base} |")
+
+
+def print_targets(rows, base):
+    """The issue's targets, each as measured in this run."""
+    g = lambda name: rows.get(name, {})
+    ratio = lambda a, b: g(a).get("rps", 0) / max(g(b).get("rps", 1), 1e-9)
+    single = g("cedargate cache-off authzen c=16").get("cpu_us_per_req", 0)
+    batch = g("cedargate cache-off authzen batch100 c=16").get("cpu_us_per_req", 0) / 100
+    steady = g("cedargate cache-off native c=16").get("p99_us", 0)
+    reload = g("cedargate cache-off native c=16 reload every 1 s")
+    print("\n| target | measured |")
+    print("|---|---|")
+    for c in (16, 64):
+        print(f"| warm cache >= 0.8x ceiling, c={c} | {ratio(f'cedargate warm-cache native c={c}', f'ceiling native c={c}'):.2f}x |")
+    print(f"| warm cache p99 <= 1 ms, c=16 | {g('cedargate warm-cache native c=16').get('p99_us', 0) / 1000:.2f} ms |")
+    print(f"| cache off >= 1.0x in-process baseline, c=16 | {g('cedargate cache-off native c=16').get('rps', 0) / base['rate']:.2f}x |")
+    print(f"| batch of 100: CPU per decision <= 0.5x single | {batch / max(single, 1e-9):.2f}x ({batch:.1f} vs {single:.1f} µs) |")
+    print(f"| reload every 1 s: 0 failed, p99 <= 2x steady | {reload.get('non2xx', 0) + reload.get('socket_errors', 0)} failed, "
+          f"p99 {reload.get('p99_us', 0) / max(steady, 1e-9):.2f}x |")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ use crate::config::{DatabaseUrl, InviteArgs, ServeConfig};
 use crate::decisionlog::DecisionLog;
 use crate::engine::Engine;
 use crate::entities::EntityStore;
-use crate::http::{self, AppState, Auth, Limits};
+use crate::http::{self, AppState, Auth, Limits, Services};
 use crate::invites::InviteService;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -175,13 +175,13 @@ impl Application {
                 (None, None)
             }
         };
-        let state = AppState {
+        let state = AppState::new(Services {
             engine: engine.clone(),
             metrics,
             auth,
             invites,
             clock: clock.clone(),
-        };
+        });
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             timeout: Duration::from_millis(config.request_timeout_ms),

@@ -30,9 +30,29 @@ use crate::metrics::Metrics;
 use error::ApiError;
 pub use extract::Auth;
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, because axum clones the state
+/// for every middleware and route a request passes through.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// The state over `services`.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+#[derive(Debug)]
+pub struct Services {
     /// The decision engine (and through it the entity store).
     pub engine: Arc<Engine>,
     /// Metrics.
