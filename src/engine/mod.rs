@@ -288,6 +288,7 @@ impl Engine {
                 extra,
                 match snapshot.dereferenced_types() {
                     Some(follow) => Plan::Analysed {
+                        id: snapshot.analysis_id(),
                         follow,
                         literals: snapshot.dereferenced_literals(),
                     },

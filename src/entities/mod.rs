@@ -45,13 +45,16 @@ struct Parsed {
     refs: Vec<EntityUid>,
 }
 
-/// A principal or resource with its whole ancestor set as ancestors, valid
-/// for the entity epoch it was built in.
+/// A principal or resource with its whole ancestor set as ancestors, and
+/// the entities the policies can dereference from it, valid for the entity
+/// epoch and the policy analysis it was built for.
 #[derive(Debug)]
 struct Closed {
     epoch: u64,
+    analysis: u64,
     entity: Arc<CoreEntity>,
-    refs: Vec<EntityUid>,
+    /// References of followed types, to `MAX_DEREF_DEPTH` hops.
+    reach: Vec<(EntityUid, Arc<CoreEntity>)>,
 }
 
 /// Caches keyed by entity uid. foldhash rather than SipHash: these lookups
@@ -73,6 +76,9 @@ pub enum Plan<'a> {
     /// their whole ancestor set, so no ancestor entity is loaded, and
     /// references are followed only to the types some policy dereferences.
     Analysed {
+        /// Identifies the analysis (unique per loaded policy set): what a
+        /// root reaches is cached for one analysis only.
+        id: u64,
         /// Types whose attributes or tags some policy reads.
         follow: &'a HashSet<EntityTypeName>,
         /// Entity literals some policy dereferences.
@@ -269,8 +275,14 @@ impl EntityStore {
         plan: Plan<'_>,
     ) -> Result<Entities, SliceError> {
         let built = match plan {
-            Plan::Analysed { follow, literals } if extra.is_empty() => {
-                let out = self.analysed_slice(schema, roots, follow, literals).await?;
+            Plan::Analysed {
+                id,
+                follow,
+                literals,
+            } if extra.is_empty() => {
+                let out = self
+                    .analysed_slice(schema, roots, id, follow, literals)
+                    .await?;
                 // Sound without a transitive-closure pass: the roots carry
                 // their whole ancestor set, action entities come closed from
                 // the schema, and the analysis proved nothing else is ever
@@ -299,34 +311,55 @@ impl EntityStore {
             .map_err(|e| SliceError::Build(e.to_string()))
     }
 
-    /// Roots with their whole ancestor set, then the references some policy
-    /// dereferences. No ancestor entity is needed: nothing but a root is
-    /// ever on the left of `in` (the analysis checked).
+    /// Roots with their whole ancestor set and what they reach, then the
+    /// literals and what they reach. No ancestor entity is needed: nothing
+    /// but a root is ever on the left of `in` (the analysis checked).
     async fn analysed_slice(
         &self,
         schema: &Schema,
         roots: [&EntityUid; 2],
+        analysis: u64,
         follow: &HashSet<EntityTypeName>,
         literals: &[EntityUid],
     ) -> Result<SliceMap, SliceError> {
         let mut out = SliceMap::with_capacity_and_hasher(8, Default::default());
-        let mut queue: VecDeque<(EntityUid, usize)> =
-            literals.iter().map(|u| (u.clone(), 0)).collect();
+        let mut closed = Vec::with_capacity(2);
         for root in roots {
-            if out.contains_key(root) {
-                continue;
-            }
-            if let Some(closed) = self.closed(schema, root).await? {
-                let followed = closed
-                    .refs
-                    .iter()
-                    .filter(|r| follow.contains(r.type_name()));
-                queue.extend(followed.map(|r| (r.clone(), 1)));
-                out.insert(root.clone(), Arc::clone(&closed.entity));
+            if !out.contains_key(root)
+                && let Some(c) = self.closed(schema, root, analysis, follow).await?
+            {
+                out.insert(root.clone(), Arc::clone(&c.entity));
+                closed.push(c);
             }
         }
+        // After both roots, so that a root reached from the other one keeps
+        // its closed form.
+        for (uid, entity) in closed.iter().flat_map(|c| &c.reach) {
+            out.entry(uid.clone()).or_insert_with(|| Arc::clone(entity));
+        }
+        if !literals.is_empty() {
+            let start = literals.iter().map(|u| (u.clone(), 0)).collect();
+            for (uid, entity) in self.reach(schema, start, follow, None).await? {
+                out.entry(uid).or_insert(entity);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entities reachable from `queue` (uid, depth) through references of
+    /// `follow` types, to `MAX_DEREF_DEPTH`, breadth first so each is met
+    /// at its least depth. `from` (a root) is never included.
+    async fn reach(
+        &self,
+        schema: &Schema,
+        mut queue: VecDeque<(EntityUid, usize)>,
+        follow: &HashSet<EntityTypeName>,
+        from: Option<&EntityUid>,
+    ) -> Result<Vec<(EntityUid, Arc<CoreEntity>)>, SliceError> {
+        let mut seen: HashSet<EntityUid> = from.into_iter().cloned().collect();
+        let mut out = Vec::new();
         while let Some((uid, depth)) = queue.pop_front() {
-            if out.contains_key(&uid) {
+            if !seen.insert(uid.clone()) {
                 continue;
             }
             let Some(parsed) = self.get(schema, &uid).await? else {
@@ -339,21 +372,24 @@ impl EntityStore {
                     .filter(|r| follow.contains(r.type_name()));
                 queue.extend(followed.map(|r| (r.clone(), depth + 1)));
             }
-            out.insert(uid, Arc::clone(&parsed.entity));
+            out.push((uid, Arc::clone(&parsed.entity)));
         }
         Ok(out)
     }
 
-    /// The entity `uid` with its whole ancestor set (built once per entity
-    /// epoch), and its references.
+    /// The entity `uid` with its whole ancestor set and what it reaches,
+    /// built once per entity epoch and policy analysis.
     async fn closed(
         &self,
         schema: &Schema,
         uid: &EntityUid,
+        analysis: u64,
+        follow: &HashSet<EntityTypeName>,
     ) -> Result<Option<Arc<Closed>>, SliceError> {
         let epoch = self.epoch();
         if let Some(hit) = self.closed.get(uid)
             && hit.epoch == epoch
+            && hit.analysis == analysis
         {
             return Ok(Some(hit));
         }
@@ -388,12 +424,20 @@ impl EntityStore {
             }
             Arc::new(entity)
         };
+        let start = parsed
+            .refs
+            .iter()
+            .filter(|r| follow.contains(r.type_name()))
+            .map(|r| (r.clone(), 1))
+            .collect();
+        let reach = self.reach(schema, start, follow, Some(uid)).await?;
         // Built from data read at `epoch`: a later write moved the epoch, so
         // this entry is never served after it.
         let closed = Arc::new(Closed {
             epoch,
+            analysis,
             entity,
-            refs: parsed.refs.clone(),
+            reach,
         });
         self.closed.insert(uid.clone(), Arc::clone(&closed));
         Ok(Some(closed))

@@ -42,6 +42,8 @@ fn serialize_effect<S: serde::Serializer>(effect: &Effect, s: S) -> Result<S::Ok
     })
 }
 
+static NEXT_ANALYSIS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A validated policy set with its schema and the origin of every policy.
 #[derive(Debug)]
 pub struct PolicySnapshot {
@@ -57,6 +59,9 @@ pub struct PolicySnapshot {
     dereferenced: Option<HashSet<EntityTypeName>>,
     /// Entity literals the policies dereference.
     literals: Vec<EntityUid>,
+    /// Unique per snapshot, so that what was derived from its analysis
+    /// (entities a root reaches) is never used with another's.
+    analysis_id: u64,
     /// The schema's entity and action type names, so that request uids
     /// need no run of Cedar's parser.
     type_names: HashMap<String, EntityTypeName>,
@@ -113,6 +118,7 @@ impl PolicySnapshot {
             origins,
             files,
             authorizer: Authorizer::new(),
+            analysis_id: NEXT_ANALYSIS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             narrowed,
             type_names,
             literals: analysis
@@ -185,6 +191,11 @@ impl PolicySnapshot {
     /// Entity literals some policy dereferences (every slice holds them).
     pub fn dereferenced_literals(&self) -> &[EntityUid] {
         &self.literals
+    }
+
+    /// Identifies this snapshot's dereference analysis (never reused).
+    pub fn analysis_id(&self) -> u64 {
+        self.analysis_id
     }
 
     /// The entity types the policies dereference (`None`: all).
