@@ -30,8 +30,9 @@ use cedargate::metrics::Metrics;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
-/// Distinct requests cycled through by the per-decision benches.
-const REQUESTS: usize = 5_000;
+/// Distinct requests cycled through by the per-decision benches: as many as
+/// the HTTP harness sends, so that both work on the same set.
+const REQUESTS: usize = 20_000;
 /// Entities per write when filling a store.
 const CHUNK: usize = 20_000;
 
