@@ -205,6 +205,7 @@ def main():
     ap.add_argument("--sizes", default="13k", help="comma list of 1k, 13k, 130k, 1m")
     ap.add_argument("--duration", type=int, default=10, help="seconds per run")
     ap.add_argument("--runs", type=int, default=2, help="runs per figure (at least 2)")
+    ap.add_argument("--scale", help="comma list of sizes: only start-up, RSS and latency at c=16 per store size")
     args = ap.parse_args()
     ensure_wrk()
     sh("cargo", "build", "--release", "--quiet", "--bin", "cedargate", "--example", "ceiling",
@@ -217,6 +218,11 @@ def main():
     report = {"machine": {"cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
               "command": " ".join(sys.argv), "duration_s": d, "runs": runs, "sizes": {}}
     tmp = tempfile.mkdtemp(prefix="cedargate-bench-")
+    if args.scale:
+        report["scale"] = scale(binary, args.scale.split(","), tmp, d, runs)
+        write_report(report, "scale")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     for size in args.sizes.split(","):
         wl = workload(size)
         b = lambda name: os.path.join(wl, f"bodies.{name}.jsonl")
@@ -285,13 +291,62 @@ def main():
         print_table(size, rows, startup, base)
         print_targets(rows, base)
 
+    write_report(report, "load")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_report(report, kind):
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = os.path.join(ROOT, "bench", "results", f"load-{stamp}.json")
+    path = os.path.join(ROOT, "bench", "results", f"{kind}-{stamp}.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
     print(f"\nresults: {os.path.relpath(path, ROOT)}")
-    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scale(binary, sizes, tmp, d, runs):
+    """Per store size: fill once through the entity API (kept between runs),
+    then restart on the filled store and report time to ready, latency with
+    the decision cache off and on at c=16, and peak RSS."""
+    out = {}
+    print("\n| stored entities | fill s | ready after restart s | cache off req/s | p50 ms | p99 ms | CPU µs/req "
+          "| warm cache req/s | p99 ms | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        wl = workload(size)
+        with open(os.path.join(wl, "manifest.json")) as f:
+            manifest = json.load(f)
+        count = manifest["counts"]["total_entities"]
+        db = os.path.join(wl, "http-store.db")
+        filled = os.path.join(wl, "http-store.filled")
+        fill_s = None
+        if not os.path.isfile(filled):
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.remove(db + suffix)
+            port = free_port()
+            server = cedargate(binary, wl, port, tmp, 0, size, True)
+            started = time.monotonic()
+            fill(server, wl)
+            fill_s = time.monotonic() - started
+            server.stop()
+            open(filled, "w").close()
+        row = {"entities": count, "fill_s": fill_s}
+        for cache, key in ((0, "cache_off"), (1_000_000, "warm_cache")):
+            port = free_port()
+            server = cedargate(binary, wl, port, tmp, cache, size, True)
+            row.setdefault("ready_s", server.startup_s)
+            warm(server, os.path.join(wl, "bodies.native.jsonl"), "/v1/is_authorized", duration=d)
+            row[key] = measure(server, os.path.join(wl, "bodies.native.jsonl"), "/v1/is_authorized", 16, d, runs)
+            row[f"peak_rss_mb_{key}"] = server.peak_rss_mb()
+            server.stop()
+        out[size] = row
+        off, on = row["cache_off"], row["warm_cache"]
+        fill_text = f"{fill_s:.0f}" if fill_s is not None else "(kept)"
+        print(f"| {count:,} | {fill_text} | {row['ready_s']:.2f} | {off['rps']:.0f} | {off['p50_us'] / 1000:.2f} | "
+              f"{off['p99_us'] / 1000:.2f} | {off['cpu_us_per_req']:.1f} | {on['rps']:.0f} | {on['p99_us'] / 1000:.2f} | "
+              f"{max(row['peak_rss_mb_cache_off'], row['peak_rss_mb_warm_cache']):.0f} |")
+    return out
 
 
 def print_table(size, rows, startup, base):
