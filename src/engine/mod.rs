@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cli::PolicyArgs;
 use crate::decisionlog::{DecisionLog, DecisionRecord};
-use crate::entities::{EntityStore, Plan};
+use crate::entities::{EntityStore, Plan, SchemaRef};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
 use cache::{DecisionCache, DecisionKey};
@@ -282,7 +282,10 @@ impl Engine {
         match self
             .store
             .slice(
-                snapshot.schema(),
+                SchemaRef {
+                    schema: snapshot.schema(),
+                    digest: *snapshot.schema_digest(),
+                },
                 [principal, resource],
                 loaded.actions.get(action).map_or(&[], Vec::as_slice),
                 extra,

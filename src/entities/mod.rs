@@ -14,8 +14,8 @@
 mod sql;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
 // cedar-policy's own (hidden but public) conversions to its core types: the
@@ -37,6 +37,10 @@ pub const MAX_DEREF_DEPTH: usize = 2;
 /// A stored entity, parsed once and shared.
 #[derive(Debug)]
 struct Parsed {
+    /// Digest of the schema this was parsed with: after a schema change a
+    /// request still pinned to the old snapshot may parse and insert, and
+    /// the new snapshot must not use what it parsed.
+    schema: [u8; 32],
     /// Cedar's own form: slices are assembled from these `Arc`s, so building
     /// a slice never copies an entity.
     entity: Arc<CoreEntity>,
@@ -66,6 +70,15 @@ fn uid_cache<V: Clone + Send + Sync + 'static>(capacity: u64) -> UidCache<V> {
     moka::sync::Cache::builder()
         .max_capacity(capacity)
         .build_with_hasher(foldhash::fast::RandomState::default())
+}
+
+/// The schema stored entities are parsed with, and its digest.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaRef<'a> {
+    /// The schema.
+    pub schema: &'a Schema,
+    /// Its digest (SHA-256 of its text), telling schemas apart.
+    pub digest: [u8; 32],
 }
 
 /// How much a slice must hold.
@@ -110,6 +123,10 @@ pub struct EntityStore {
     closed: UidCache<Arc<Closed>>,
     /// Moves on every invalidation; decision-cache keys include it.
     epoch: AtomicU64,
+    /// Makes "insert if the epoch has not moved" (readers, shared) atomic
+    /// with "drop the entries, move the epoch" (writers, exclusive), so an
+    /// entity read before a write can never be cached after it.
+    gate: RwLock<()>,
     /// Highest store revision whose changes this process has applied.
     synced: AtomicU64,
 }
@@ -122,6 +139,7 @@ impl EntityStore {
             cache: uid_cache(capacity),
             closed: uid_cache(capacity),
             epoch: AtomicU64::new(0),
+            gate: RwLock::new(()),
             synced: AtomicU64::new(0),
         }
     }
@@ -143,8 +161,11 @@ impl EntityStore {
 
     /// Forgets every parsed entity (after a schema change, parsing may differ).
     pub fn clear_cache(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        // Empty first: a request that sees the new epoch must not find an
+        // entry parsed with the old schema.
         self.cache.invalidate_all();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Validates `json` (an array of Cedar entities) against `schema`, then
@@ -196,6 +217,7 @@ impl EntityStore {
     /// Drops `uids` from the cache and moves the epoch. Call after every
     /// committed write.
     pub fn invalidate(&self, uids: impl IntoIterator<Item = EntityUid>) {
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         for uid in uids {
             self.cache.invalidate(&uid);
         }
@@ -237,10 +259,12 @@ impl EntityStore {
     /// Loads one entity, from the cache or the database.
     async fn get(
         &self,
-        schema: &Schema,
+        schema: SchemaRef<'_>,
         uid: &EntityUid,
     ) -> Result<Option<Arc<Parsed>>, SliceError> {
-        if let Some(hit) = self.cache.get(uid) {
+        if let Some(hit) = self.cache.get(uid)
+            && hit.as_ref().is_none_or(|p| p.schema == schema.digest)
+        {
             return Ok(hit);
         }
         let epoch = self.epoch();
@@ -253,11 +277,11 @@ impl EntityStore {
                 }
             })?)),
         };
-        self.cache.insert(uid.clone(), parsed.clone());
-        // A write that committed while we read may have invalidated before
-        // our insert; if the epoch moved, drop what we inserted (see INVARIANT).
-        if self.epoch() != epoch {
-            self.cache.invalidate(uid);
+        // Inserted only if no write invalidated since we read the epoch,
+        // and atomically so with respect to invalidation (see INVARIANT).
+        let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+        if self.epoch() == epoch {
+            self.cache.insert(uid.clone(), parsed.clone());
         }
         Ok(parsed)
     }
@@ -268,7 +292,7 @@ impl EntityStore {
     /// the same uid; with them the plan is always [`Plan::Everything`].
     pub async fn slice(
         &self,
-        schema: &Schema,
+        schema: SchemaRef<'_>,
         roots: [&EntityUid; 2],
         action: &[Arc<CoreEntity>],
         extra: Vec<Entity>,
@@ -316,7 +340,7 @@ impl EntityStore {
     /// but a root is ever on the left of `in` (the analysis checked).
     async fn analysed_slice(
         &self,
-        schema: &Schema,
+        schema: SchemaRef<'_>,
         roots: [&EntityUid; 2],
         analysis: u64,
         follow: &HashSet<EntityTypeName>,
@@ -351,7 +375,7 @@ impl EntityStore {
     /// at its least depth. `from` (a root) is never included.
     async fn reach(
         &self,
-        schema: &Schema,
+        schema: SchemaRef<'_>,
         mut queue: VecDeque<(EntityUid, usize)>,
         follow: &HashSet<EntityTypeName>,
         from: Option<&EntityUid>,
@@ -381,7 +405,7 @@ impl EntityStore {
     /// built once per entity epoch and policy analysis.
     async fn closed(
         &self,
-        schema: &Schema,
+        schema: SchemaRef<'_>,
         uid: &EntityUid,
         analysis: u64,
         follow: &HashSet<EntityTypeName>,
@@ -447,7 +471,7 @@ impl EntityStore {
     /// ancestor, with request-scoped entities in place of stored ones.
     async fn full_slice(
         &self,
-        schema: &Schema,
+        schema: SchemaRef<'_>,
         roots: [&EntityUid; 2],
         extra: Vec<Entity>,
     ) -> Result<SliceMap, SliceError> {
@@ -567,7 +591,7 @@ fn normalize(
         .collect()
 }
 
-fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
+fn parse(schema: SchemaRef<'_>, body: &str) -> Result<Parsed, String> {
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let mut refs = Vec::new();
     for key in ["attrs", "tags"] {
@@ -575,10 +599,11 @@ fn parse(schema: &Schema, body: &str) -> Result<Parsed, String> {
             collect_refs(v, &mut refs);
         }
     }
-    let entity =
-        Entity::from_json_value(value, Some(schema)).map_err(|e| crate::policy::with_causes(&e))?;
+    let entity = Entity::from_json_value(value, Some(schema.schema))
+        .map_err(|e| crate::policy::with_causes(&e))?;
     let entity = CoreEntity::clone(entity.as_ref());
     Ok(Parsed {
+        schema: schema.digest,
         parents: entity.parents().cloned().map(EntityUid::from).collect(),
         entity: Arc::new(entity),
         refs,
