@@ -183,7 +183,7 @@ fn baseline(c: &mut Criterion) {
                     uid("principal"),
                     uid("action"),
                     uid("resource"),
-                    r["context"].clone(),
+                    &r["context"],
                 )
                 .unwrap()
         })

@@ -497,7 +497,7 @@ fn check_decision(snapshot: &PolicySnapshot, args: &CheckArgs) -> Result<policy:
     };
     let entities = snapshot.entities(entities).map_err(|e| e.to_string())?;
     let request = snapshot
-        .request(principal, action, resource, context)
+        .request(principal, action, resource, &context)
         .map_err(|e| e.to_string())?;
     Ok(snapshot.decide(&request, &entities))
 }

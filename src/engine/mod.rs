@@ -262,11 +262,10 @@ impl Engine {
             action,
             resource,
         } = uids;
-        let cedar_request =
-            match snapshot.request(principal, action, resource, request.context.clone()) {
-                Ok(r) => r,
-                Err(e) => return Decision::deny_with_error(e),
-            };
+        let cedar_request = match snapshot.request(principal, action, resource, &request.context) {
+            Ok(r) => r,
+            Err(e) => return Decision::deny_with_error(e),
+        };
         // A validated request always names its principal, action and resource.
         let (Some(principal), Some(action), Some(resource)) = (
             cedar_request.principal(),

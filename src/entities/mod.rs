@@ -44,9 +44,14 @@ struct Parsed {
     /// Cedar's own form: slices are assembled from these `Arc`s, so building
     /// a slice never copies an entity.
     entity: Arc<CoreEntity>,
-    parents: Vec<EntityUid>,
     /// Entities referenced from attributes and tags.
     refs: Vec<EntityUid>,
+}
+
+impl Parsed {
+    fn parents(&self) -> impl Iterator<Item = EntityUid> + '_ {
+        self.entity.parents().cloned().map(EntityUid::from)
+    }
 }
 
 /// A principal or resource with its whole ancestor set as ancestors, and
@@ -421,12 +426,12 @@ impl EntityStore {
             return Ok(None);
         };
         let mut ancestors: HashSet<EntityUid> = HashSet::new();
-        let mut stack = parsed.parents.clone();
+        let mut stack: Vec<EntityUid> = parsed.parents().collect();
         while let Some(a) = stack.pop() {
             if ancestors.insert(a.clone())
                 && let Some(p) = self.get(schema, &a).await?
             {
-                stack.extend(p.parents.iter().cloned());
+                stack.extend(p.parents());
             }
         }
         // Writes are validated one batch at a time, so two batches can
@@ -436,7 +441,7 @@ impl EntityStore {
                 "`{uid}` is its own ancestor: the entity hierarchy has a cycle"
             )));
         }
-        let entity = if ancestors.len() == parsed.parents.len() {
+        let entity = if ancestors.len() == parsed.entity.parents().count() {
             Arc::clone(&parsed.entity)
         } else {
             let mut entity = CoreEntity::clone(&parsed.entity);
@@ -502,9 +507,7 @@ impl EntityStore {
             let Some(parsed) = self.get(schema, &uid).await? else {
                 continue;
             };
-            for parent in &parsed.parents {
-                queue.push_back((parent.clone(), MAX_DEREF_DEPTH));
-            }
+            queue.extend(parsed.parents().map(|p| (p, MAX_DEREF_DEPTH)));
             if depth < MAX_DEREF_DEPTH {
                 for r in &parsed.refs {
                     queue.push_back((r.clone(), depth + 1));
@@ -604,7 +607,6 @@ fn parse(schema: SchemaRef<'_>, body: &str) -> Result<Parsed, String> {
     let entity = CoreEntity::clone(entity.as_ref());
     Ok(Parsed {
         schema: schema.digest,
-        parents: entity.parents().cloned().map(EntityUid::from).collect(),
         entity: Arc::new(entity),
         refs,
     })

@@ -10,6 +10,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -112,8 +113,28 @@ pub struct EvaluationsRequest {
 pub struct EvaluationResponse {
     /// `true` for permit.
     pub decision: bool,
-    /// `reason_admin` (determining policies, errors) and the policy revision.
-    pub context: Value,
+    /// Why, and under which policy revision.
+    pub context: DecisionContext,
+}
+
+/// The `context` of an AuthZEN decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionContext {
+    /// For administrators.
+    pub reason_admin: ReasonAdmin,
+    /// The policy revision that decided.
+    pub policy_revision: u64,
+}
+
+/// Why a decision was reached.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReasonAdmin {
+    /// One sentence in English.
+    pub en: String,
+    /// Ids of the determining policies.
+    pub policies: Vec<String>,
+    /// Errors met (any error makes the decision a deny).
+    pub errors: Vec<String>,
 }
 
 /// The decisions of a batch, in order (shorter than the request when a
@@ -156,7 +177,7 @@ fn to_request(
 }
 
 fn respond(decided: Decided) -> EvaluationResponse {
-    let d = &decided.decision;
+    let d = decided.decision;
     let summary = match (d.allow, d.reasons.is_empty(), d.errors.is_empty()) {
         (_, _, false) => format!("denied because of errors: {}", d.errors.join("; ")),
         (true, _, true) => format!("permitted by {}", d.reasons.join(", ")),
@@ -165,10 +186,14 @@ fn respond(decided: Decided) -> EvaluationResponse {
     };
     EvaluationResponse {
         decision: d.allow,
-        context: json!({
-            "reason_admin": {"en": summary, "policies": d.reasons, "errors": d.errors},
-            "policy_revision": decided.policy_revision,
-        }),
+        context: DecisionContext {
+            reason_admin: ReasonAdmin {
+                en: summary,
+                policies: d.reasons,
+                errors: d.errors,
+            },
+            policy_revision: decided.policy_revision,
+        },
     }
 }
 
@@ -198,7 +223,7 @@ pub async fn evaluations(
     State(state): State<AppState>,
     RequestId(id): RequestId,
     ApiJson(req): ApiJson<EvaluationsRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let missing = |what: &str, i: usize| {
         ApiError::bad_request(format!(
             "evaluation {i}: no `{what}` here nor at the top level"
@@ -220,7 +245,7 @@ pub async fn evaluations(
             .engine
             .decide(&to_request(s, a, r, req.context.as_ref()), &id)
             .await;
-        return Ok(Json(json!(respond(decided))));
+        return Ok(Json(respond(decided)).into_response());
     }
     let mut requests = Vec::with_capacity(req.evaluations.len());
     for (i, item) in req.evaluations.iter().enumerate() {
@@ -252,7 +277,7 @@ pub async fn evaluations(
         })
         .await;
     let out: Vec<EvaluationResponse> = decided.into_iter().map(respond).collect();
-    Ok(Json(json!(EvaluationsResponse { evaluations: out })))
+    Ok(Json(EvaluationsResponse { evaluations: out }).into_response())
 }
 
 /// The PDP metadata document (AuthZEN discovery). Public.

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::invites::InviteError;
 use crate::invites::service::{InvitationView, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use crate::invites::{InviteError, InviteService};
 
 const CSRF_COOKIE: &str = "cedargate_csrf";
 
@@ -181,24 +181,40 @@ fn forged() -> Response {
     )
 }
 
+/// A posted form that parsed and whose CSRF field matches the cookie, with
+/// the invitation service; otherwise the page to answer with.
+fn verified<'s, F>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    form: Result<Form<F>, FormRejection>,
+    csrf: impl Fn(&F) -> &str,
+) -> Result<(F, &'s InviteService), Box<Response>> {
+    let Ok(Form(form)) = form else {
+        return Err(Box::new(message(
+            StatusCode::BAD_REQUEST,
+            "Incomplete form",
+            "Open the link from your e-mail again.",
+        )));
+    };
+    if !csrf_ok(headers, csrf(&form)) {
+        return Err(Box::new(forged()));
+    }
+    let service = state
+        .invites
+        .as_ref()
+        .ok_or_else(|| Box::new(failure(InviteError::Unavailable)))?;
+    Ok((form, service))
+}
+
 /// `POST /invite/accept`.
 pub async fn accept(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<AcceptForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Incomplete form",
-            "Open the link from your e-mail again.",
-        );
-    };
-    if !csrf_ok(&headers, &form.csrf) {
-        return forged();
-    }
-    let Some(service) = &state.invites else {
-        return failure(InviteError::Unavailable);
+    let (form, service) = match verified(&state, &headers, form, |f: &AcceptForm| &f.csrf) {
+        Ok(checked) => checked,
+        Err(page) => return *page,
     };
     let now = state.clock.now();
     let view = match service.view_invitation(&form.token, now).await {
@@ -239,18 +255,9 @@ pub async fn decline(
     headers: HeaderMap,
     form: Result<Form<DeclineForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Incomplete form",
-            "Open the link from your e-mail again.",
-        );
-    };
-    if !csrf_ok(&headers, &form.csrf) {
-        return forged();
-    }
-    let Some(service) = &state.invites else {
-        return failure(InviteError::Unavailable);
+    let (form, service) = match verified(&state, &headers, form, |f: &DeclineForm| &f.csrf) {
+        Ok(checked) => checked,
+        Err(page) => return *page,
     };
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
     match service

@@ -13,42 +13,37 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::model::{ACCOUNT_TYPES, MODULES};
 use super::service::{Actor, InviteInput, InviteService};
 use super::{InviteError, rules};
 
 /// Largest file accepted, in rows.
 pub const MAX_ROWS: usize = 10_000;
 
-const COLUMNS: &[&str] = &[
+/// The columns about the person. The others come from the model (a level
+/// per module, a `restrict_*` per account type), so a file can set
+/// whatever an invitation through the API can.
+const PERSON_COLUMNS: [&str; 6] = [
     "first_name",
     "last_name",
     "email",
     "role",
     "department",
     "is_agent",
-    "organization",
-    "transactions",
-    "accounts",
-    "generators",
-    "billing",
-    "programs",
-    "api",
-    "upload_generations",
-    "restrict_active",
-    "restrict_retirement",
-    "restrict_reserve",
 ];
-const MODULE_COLUMNS: &[&str] = &[
-    "organization",
-    "transactions",
-    "accounts",
-    "generators",
-    "billing",
-    "programs",
-    "api",
-];
+
+/// Every column, in the order the unknown-column error lists them.
+fn columns() -> Vec<String> {
+    PERSON_COLUMNS
+        .iter()
+        .chain(&MODULES)
+        .chain(&["upload_generations"])
+        .map(|c| (*c).to_owned())
+        .chain(ACCOUNT_TYPES.iter().map(|ty| format!("restrict_{ty}")))
+        .collect()
+}
 
 /// How to run a bulk invitation.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
@@ -186,16 +181,7 @@ impl InviteService {
                 p.email
             )));
         }
-        self.authorize_grant(
-            actor,
-            "users.invite",
-            json!({"type": "Organization", "id": org_id}),
-            &p,
-            None,
-            org_id,
-            now,
-        )
-        .await?;
+        self.authorize_invite(actor, org_id, &p, now).await?;
         Ok(p)
     }
 }
@@ -219,12 +205,13 @@ fn parse_csv(text: &str, send: bool) -> Result<Vec<Result<InviteInput, InviteErr
             "the file is empty; the first line must name the columns",
         ));
     }
-    if let Some(unknown) = headers.iter().find(|h| !COLUMNS.contains(&h.as_str())) {
+    let columns = columns();
+    if let Some(unknown) = headers.iter().find(|h| !columns.contains(h)) {
         return Err(InviteError::invalid(
             "file",
             format!(
                 "unknown column `{unknown}`; columns: {}",
-                COLUMNS.join(", ")
+                columns.join(", ")
             ),
         ));
     }
@@ -274,16 +261,16 @@ fn row_input(cells: &Map<String, Value>, send: bool) -> Result<InviteInput, Invi
             .filter(|s| !s.is_empty())
     };
     let mut permissions = Map::new();
-    for module in MODULE_COLUMNS {
+    for module in MODULES {
         if let Some(v) = cell(module) {
-            permissions.insert((*module).to_owned(), Value::String(v.to_owned()));
+            permissions.insert(module.to_owned(), Value::String(v.to_owned()));
         }
     }
     if let Some(v) = cell("upload_generations") {
         permissions.insert("uploadGenerations".to_owned(), Value::String(v.to_owned()));
     }
     let mut restrictions = Map::new();
-    for ty in ["active", "retirement", "reserve"] {
+    for ty in ACCOUNT_TYPES {
         if let Some(v) = cell(&format!("restrict_{ty}")) {
             let ids: Vec<Value> = if v.eq_ignore_ascii_case("none") {
                 Vec::new()
@@ -322,6 +309,8 @@ fn row_input(cells: &Map<String, Value>, send: bool) -> Result<InviteInput, Invi
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -165,21 +165,21 @@ impl Permissions {
 }
 
 fn parse_yes_no(field: &str, value: &Value) -> Result<bool, InviteError> {
-    match value {
-        Value::Bool(b) => Ok(*b),
+    let yes = match value {
+        Value::Bool(b) => Some(*b),
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "yes" | "true" => Ok(true),
-            "no" | "false" => Ok(false),
-            _ => Err(InviteError::invalid(
-                field,
-                format!("`{s}` is not allowed; allowed: Yes, No"),
-            )),
+            "yes" | "true" => Some(true),
+            "no" | "false" => Some(false),
+            _ => None,
         },
-        other => Err(InviteError::invalid(
+        _ => None,
+    };
+    yes.ok_or_else(|| {
+        InviteError::invalid(
             field,
-            format!("`{other}` is not allowed; allowed: Yes, No"),
-        )),
-    }
+            format!("`{}` is not allowed; allowed: Yes, No", display(value)),
+        )
+    })
 }
 
 /// Role presets (schema/README.md, "Roles").
@@ -402,6 +402,10 @@ impl InviteState {
 mod tests {
     use super::*;
 
+    fn error_text<T>(parsed: Result<T, InviteError>) -> String {
+        parsed.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
     #[test]
     fn levels_are_case_insensitive_and_unknown_values_name_the_field() {
         let p = Permissions::parse(
@@ -410,13 +414,10 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.level("billing"), Level::Manage);
-        let e = Permissions::parse(
+        let e = error_text(Permissions::parse(
             &json!({"billing": "Write"}),
             Some(&Role::GeneralUser.preset()),
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        ));
         assert!(
             e.contains("permissions.billing") && e.contains("None, Read, Manage"),
             "{e}"
@@ -425,19 +426,16 @@ mod tests {
 
     #[test]
     fn without_a_role_every_module_is_required() {
-        let e = Permissions::parse(&json!({"billing": "Read"}), None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = error_text(Permissions::parse(&json!({"billing": "Read"}), None));
         assert!(e.contains("permissions.organization"), "{e}");
     }
 
     #[test]
     fn an_unknown_module_is_refused() {
-        let e = Permissions::parse(&json!({"payroll": "Read"}), Some(&Role::Owner.preset()))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = error_text(Permissions::parse(
+            &json!({"payroll": "Read"}),
+            Some(&Role::Owner.preset()),
+        ));
         assert!(e.contains("unknown module `payroll`"), "{e}");
     }
 

@@ -19,6 +19,8 @@ use crate::audit::{self, Event};
 use crate::engine::{AuthzRequest, Engine};
 use crate::mail::{self, Mailer, Outgoing};
 
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
 /// A day, the invitation rate-limit window.
 const DAY_SECS: i64 = 24 * 3600;
 /// Password length bounds at acceptance (stated on the acceptance page).
@@ -88,6 +90,20 @@ impl Actor {
         match &self.kind {
             ActorKind::User(id) => id,
             ActorKind::Cli => "cli",
+        }
+    }
+
+    /// A successful audit event done by this actor in this request; the
+    /// caller adds what changed.
+    fn event<'a>(&'a self, org: Option<&'a str>, target: String, action: &'a str) -> Event<'a> {
+        Event {
+            actor: self.id(),
+            org,
+            target: Some(target),
+            action,
+            outcome: "ok".to_owned(),
+            request_id: self.request_id.as_deref(),
+            ..Event::default()
         }
     }
 }
@@ -163,6 +179,19 @@ pub struct InviteOutcome {
     pub invitation_id: Option<String>,
     /// When its link expires (unix seconds).
     pub expires_at: Option<i64>,
+}
+
+impl InviteOutcome {
+    /// A person added or saved, with no invitation link sent.
+    fn without_link(outcome: &'static str, user_id: String, status: Status) -> Self {
+        Self {
+            outcome,
+            user_id,
+            status,
+            invitation_id: None,
+            expires_at: None,
+        }
+    }
 }
 
 /// One member as the "Users" tab shows it.
@@ -373,11 +402,64 @@ impl InviteService {
         })
     }
 
-    fn commit_done(&self, uids: Vec<EntityUid>, mailed: bool) {
+    /// Authorizes an action on the organization as a whole.
+    async fn authorize_org(
+        &self,
+        actor: &Actor,
+        action: &str,
+        org_id: &str,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        self.authorize(
+            actor,
+            action,
+            json!({"type": "Organization", "id": org_id}),
+            Map::new(),
+            Vec::new(),
+            Some(org_id),
+            now,
+        )
+        .await
+    }
+
+    /// Authorizes an action on one membership; `last_active_manager` goes
+    /// into the context of the actions whose policies guard the last
+    /// manager (E15).
+    async fn authorize_member(
+        &self,
+        actor: &Actor,
+        action: &str,
+        org_id: &str,
+        user_id: &str,
+        last_active_manager: Option<bool>,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let mut context = Map::new();
+        if let Some(last) = last_active_manager {
+            context.insert("lastActiveManager".to_owned(), Value::Bool(last));
+        }
+        self.authorize(
+            actor,
+            action,
+            membership_uid_json(org_id, user_id),
+            context,
+            Vec::new(),
+            Some(org_id),
+            now,
+        )
+        .await
+    }
+
+    /// Commits, then drops the cached entities the transaction rewrote and
+    /// wakes the mailer if it queued mail: only after the commit, so neither
+    /// a cache fill nor the mailer can read the state before it.
+    async fn commit(&self, tx: Tx, uids: Vec<EntityUid>, mailed: bool) -> Result<(), InviteError> {
+        tx.commit().await?;
         self.engine.store().invalidate(uids);
         if mailed && let Some(mailer) = &self.mailer {
             mailer.wake();
         }
+        Ok(())
     }
 
     // ------------------------------------------------------------ bootstrap
@@ -425,18 +507,12 @@ impl InviteService {
             &mut tx,
             now,
             Event {
-                actor: actor.id(),
-                target: Some(format!("User::\"{user_id}\"")),
-                action: "admin.created",
-                outcome: "ok".to_owned(),
                 after: Some(json!({"email": email, "systemAdmin": true})),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(None, format!("User::\"{user_id}\""), "admin.created")
             },
         )
         .await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        self.commit(tx, uids, false).await?;
         Ok(user_id)
     }
 
@@ -493,14 +569,12 @@ impl InviteService {
             &mut tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(&org_id),
-                target: Some(format!("Organization::\"{org_id}\"")),
-                action: "organization.created",
-                outcome: "ok".to_owned(),
                 after: Some(json!({"name": name, "requireMfa": require_mfa})),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(
+                    Some(&org_id),
+                    format!("Organization::\"{org_id}\""),
+                    "organization.created",
+                )
             },
         )
         .await?;
@@ -508,8 +582,7 @@ impl InviteService {
             .write_invite(&mut tx, actor, &org, prepared, now)
             .await?;
         uids.extend(more);
-        tx.commit().await?;
-        self.commit_done(uids, mailed);
+        self.commit(tx, uids, mailed).await?;
         Ok(outcome)
     }
 
@@ -528,16 +601,7 @@ impl InviteService {
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
         let prepared = self.prepare(org_id, input, false).await?;
-        self.authorize_grant(
-            actor,
-            "users.invite",
-            json!({"type": "Organization", "id": org_id}),
-            &prepared,
-            None,
-            org_id,
-            now,
-        )
-        .await?;
+        self.authorize_invite(actor, org_id, &prepared, now).await?;
         self.invite_prepared(actor, org_id, prepared, now).await
     }
 
@@ -550,14 +614,11 @@ impl InviteService {
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
         let mut tx = store::begin_write(&self.pool).await?;
-        let Some(org) = store::org_by_id(&mut tx, org_id).await? else {
-            return Err(InviteError::NotFound(format!("no organization `{org_id}`")));
-        };
+        let org = existing_org(&mut tx, org_id).await?;
         let (outcome, uids, mailed) = self
             .write_invite(&mut tx, actor, &org, prepared, now)
             .await?;
-        tx.commit().await?;
-        self.commit_done(uids, mailed);
+        self.commit(tx, uids, mailed).await?;
         Ok(outcome)
     }
 
@@ -593,13 +654,7 @@ impl InviteService {
             .map(str::trim)
             .filter(|d| !d.is_empty())
         {
-            Some(d) if store::department_exists(&mut conn, org_id, d).await? => Some(d.to_owned()),
-            Some(d) => {
-                return Err(InviteError::invalid(
-                    "department",
-                    format!("no department `{d}` in `{org_id}`"),
-                ));
-            }
+            Some(d) => Some(existing_department(&mut conn, org_id, d).await?),
             None => None,
         };
         Ok(Prepared {
@@ -660,9 +715,30 @@ impl InviteService {
         Ok(())
     }
 
+    /// Authorizes inviting the person of `prepared` into `org` with what
+    /// they would be granted.
+    pub(crate) async fn authorize_invite(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        prepared: &Prepared,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        self.authorize_grant(
+            actor,
+            "users.invite",
+            json!({"type": "Organization", "id": org_id}),
+            prepared,
+            None,
+            org_id,
+            now,
+        )
+        .await
+    }
+
     /// Authorizes a user-administration action that grants permissions.
     #[expect(clippy::too_many_arguments, reason = "the grant's parts")]
-    pub(crate) async fn authorize_grant(
+    async fn authorize_grant(
         &self,
         actor: &Actor,
         action: &str,
@@ -699,7 +775,7 @@ impl InviteService {
     /// The writing half of an invitation, inside `tx`.
     async fn write_invite(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Tx,
         actor: &Actor,
         org: &OrgRow,
         p: Prepared,
@@ -770,39 +846,31 @@ impl InviteService {
             tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(&org.org_id),
-                target: Some(membership_target(&org.org_id, &user_id)),
-                action: "membership.added",
-                outcome: "ok".to_owned(),
                 after: Some(member_json(&membership)),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(
+                    Some(&org.org_id),
+                    membership_target(&org.org_id, &user_id),
+                    "membership.added",
+                )
             },
         )
         .await?;
         if status == Status::Active {
             mail::enqueue(tx, now, &added_notice(&p.email, &p.first_name, &org.name)).await?;
             let uids = project::user(tx, schema.schema(), &user_id).await?;
-            let outcome = InviteOutcome {
-                outcome: "added",
-                user_id,
-                status,
-                invitation_id: None,
-                expires_at: None,
-            };
-            return Ok((outcome, uids, true));
+            return Ok((
+                InviteOutcome::without_link("added", user_id, status),
+                uids,
+                true,
+            ));
         }
         if !p.send {
             let uids = project::user(tx, schema.schema(), &user_id).await?;
-            let outcome = InviteOutcome {
-                outcome: "saved",
-                user_id,
-                status,
-                invitation_id: None,
-                expires_at: None,
-            };
-            return Ok((outcome, uids, false));
+            return Ok((
+                InviteOutcome::without_link("saved", user_id, status),
+                uids,
+                false,
+            ));
         }
         self.send_link(tx, actor, org, &membership, &p.email, now)
             .await
@@ -812,24 +880,14 @@ impl InviteService {
     /// queues its e-mail (rate-limited per organization, E23).
     async fn send_link(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Tx,
         actor: &Actor,
         org: &OrgRow,
         membership: &MembershipRow,
         email: &str,
         now: i64,
     ) -> Result<(InviteOutcome, Vec<EntityUid>, bool), InviteError> {
-        let (count, oldest) = store::invitations_since(tx, &org.org_id, now - DAY_SECS).await?;
-        if count >= self.settings.rate_limit {
-            let retry_after_secs = oldest
-                .map(|o| o + DAY_SECS - now)
-                .unwrap_or(DAY_SECS)
-                .max(1);
-            return Err(InviteError::RateLimited {
-                limit: self.settings.rate_limit,
-                retry_after_secs,
-            });
-        }
+        self.check_rate(tx, &org.org_id, 1, now).await?;
         store::revoke_pending(tx, &org.org_id, &membership.user_id, now).await?;
         let token = InviteToken::generate();
         let invitation = InvitationRow {
@@ -873,14 +931,12 @@ impl InviteService {
             tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(&org.org_id),
-                target: Some(membership_target(&org.org_id, &membership.user_id)),
-                action: "invitation.created",
-                outcome: "ok".to_owned(),
                 after: Some(json!({"invitation": invitation.invitation_id, "email": email, "expiresAt": invitation.expires_at})),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(
+                    Some(&org.org_id),
+                    membership_target(&org.org_id, &membership.user_id),
+                    "invitation.created",
+                )
             },
         )
         .await?;
@@ -904,16 +960,8 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
-        self.authorize(
-            actor,
-            "invitations.resend",
-            membership_uid_json(org_id, user_id),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_member(actor, "invitations.resend", org_id, user_id, None, now)
+            .await?;
         let mut tx = store::begin_write(&self.pool).await?;
         let (org, membership) = self.load_member(&mut tx, org_id, user_id).await?;
         if membership.status != Status::Pending {
@@ -928,32 +976,16 @@ impl InviteService {
         let (outcome, uids, mailed) = if user.has_password {
             let mut m = membership.clone();
             m.status = Status::Active;
-            store::save_membership(&mut tx, &m, now).await?;
             mail::enqueue(
                 &mut tx,
                 now,
                 &added_notice(&user.email, &user.first_name, &org.name),
             )
             .await?;
-            self.audit_change(
-                &mut tx,
-                actor,
-                &org.org_id,
-                user_id,
-                "membership.added",
-                &membership,
-                &m,
-                now,
-            )
-            .await?;
-            let uids = project::user(&mut tx, self.schema().schema(), user_id).await?;
-            let outcome = InviteOutcome {
-                outcome: "added",
-                user_id: user_id.to_owned(),
-                status: Status::Active,
-                invitation_id: None,
-                expires_at: None,
-            };
+            let uids = self
+                .apply_member_change(&mut tx, actor, "membership.added", &membership, &m, now)
+                .await?;
+            let outcome = InviteOutcome::without_link("added", user_id.to_owned(), Status::Active);
             (outcome, uids, true)
         } else {
             let (o, uids, mailed) = self
@@ -968,8 +1000,7 @@ impl InviteService {
                 mailed,
             )
         };
-        tx.commit().await?;
-        self.commit_done(uids, mailed);
+        self.commit(tx, uids, mailed).await?;
         Ok(outcome)
     }
 
@@ -981,16 +1012,8 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<(), InviteError> {
-        self.authorize(
-            actor,
-            "invitations.revoke",
-            membership_uid_json(org_id, user_id),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_member(actor, "invitations.revoke", org_id, user_id, None, now)
+            .await?;
         let mut tx = store::begin_write(&self.pool).await?;
         self.load_member(&mut tx, org_id, user_id).await?;
         if store::revoke_pending(&mut tx, org_id, user_id, now).await? == 0 {
@@ -1001,15 +1024,11 @@ impl InviteService {
         audit::record(
             &mut tx,
             now,
-            Event {
-                actor: actor.id(),
-                org: Some(org_id),
-                target: Some(membership_target(org_id, user_id)),
-                action: "invitation.revoked",
-                outcome: "ok".to_owned(),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
-            },
+            actor.event(
+                Some(org_id),
+                membership_target(org_id, user_id),
+                "invitation.revoked",
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -1036,8 +1055,20 @@ impl InviteService {
         now: i64,
     ) -> Result<(), InviteError> {
         let mut conn = self.pool.acquire().await?;
-        let (count, oldest) = store::invitations_since(&mut conn, org_id, now - DAY_SECS).await?;
-        if count + n as i64 > self.settings.rate_limit {
+        self.check_rate(&mut conn, org_id, n as i64, now).await
+    }
+
+    /// Refuses `adding` more invitations when they would cross the
+    /// organization's cap for the last 24 hours.
+    async fn check_rate(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        org_id: &str,
+        adding: i64,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let (count, oldest) = store::invitations_since(conn, org_id, now - DAY_SECS).await?;
+        if count + adding > self.settings.rate_limit {
             let retry_after_secs = oldest
                 .map(|o| o + DAY_SECS - now)
                 .unwrap_or(DAY_SECS)
@@ -1058,9 +1089,7 @@ impl InviteService {
         org_id: &str,
         user_id: &str,
     ) -> Result<(OrgRow, MembershipRow), InviteError> {
-        let Some(org) = store::org_by_id(conn, org_id).await? else {
-            return Err(InviteError::NotFound(format!("no organization `{org_id}`")));
-        };
+        let org = existing_org(conn, org_id).await?;
         let Some(m) = store::membership_of(conn, org_id, user_id).await? else {
             return Err(InviteError::NotFound(format!(
                 "`{user_id}` is not a member of `{org_id}`"
@@ -1122,13 +1151,7 @@ impl InviteService {
         let department = match input.department.as_deref().map(str::trim) {
             None => current.department_id.clone(),
             Some("") => None,
-            Some(d) if store::department_exists(&mut conn, org_id, d).await? => Some(d.to_owned()),
-            Some(d) => {
-                return Err(InviteError::invalid(
-                    "department",
-                    format!("no department `{d}` in `{org_id}`"),
-                ));
-            }
+            Some(d) => Some(existing_department(&mut conn, org_id, d).await?),
         };
         drop(conn);
         let agent = input.agent.unwrap_or(current.agent);
@@ -1160,13 +1183,10 @@ impl InviteService {
         )
         .await?;
 
-        let mut tx = store::begin_write(&self.pool).await?;
-        if store::memberships_of_org(&mut tx, org_id).await? != members {
-            // Another change (say, to the other manager or to the actor)
-            // committed after the policies decided: decide again (E15).
+        let Some((mut tx, before)) = self.begin_member_change(org_id, user_id, &members).await?
+        else {
             return Ok(None);
-        }
-        let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
+        };
         let mut after = before.clone();
         after.role = role.as_str().to_owned();
         after.permissions = permissions;
@@ -1177,21 +1197,17 @@ impl InviteService {
             // A changed designation needs a fresh approval.
             after.agent_approved = false;
         }
-        store::save_membership(&mut tx, &after, now).await?;
-        self.audit_change(
-            &mut tx,
-            actor,
-            org_id,
-            user_id,
-            "membership.permissions_changed",
-            &before,
-            &after,
-            now,
-        )
-        .await?;
-        let uids = project::user(&mut tx, self.schema().schema(), user_id).await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        let uids = self
+            .apply_member_change(
+                &mut tx,
+                actor,
+                "membership.permissions_changed",
+                &before,
+                &after,
+                now,
+            )
+            .await?;
+        self.commit(tx, uids, false).await?;
         self.revoke_if_cannot_invite(org_id, user_id, now).await?;
         self.member_view(org_id, user_id, now).await.map(Some)
     }
@@ -1233,31 +1249,22 @@ impl InviteService {
                 "`{user_id}` has not accepted the invitation yet; a pending member becomes ACTIVE by accepting it"
             )));
         }
-        let mut context = Map::new();
-        context.insert(
-            "lastActiveManager".to_owned(),
-            Value::Bool(status == Status::Inactive && is_last_active_manager(&members, user_id)),
-        );
-        self.authorize(
+        let last = status == Status::Inactive && is_last_active_manager(&members, user_id);
+        self.authorize_member(
             actor,
             "users.changeStatus",
-            membership_uid_json(org_id, user_id),
-            context,
-            Vec::new(),
-            Some(org_id),
+            org_id,
+            user_id,
+            Some(last),
             now,
         )
         .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
-        if store::memberships_of_org(&mut tx, org_id).await? != members {
-            // Another change (say, to the other manager or to the actor)
-            // committed after the policies decided: decide again (E15).
+        let Some((mut tx, before)) = self.begin_member_change(org_id, user_id, &members).await?
+        else {
             return Ok(None);
-        }
-        let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
+        };
         let mut after = before.clone();
         after.status = status;
-        store::save_membership(&mut tx, &after, now).await?;
         if status == Status::Inactive {
             // R62: no link may grant access to a deactivated member.
             store::revoke_pending(&mut tx, org_id, user_id, now).await?;
@@ -1267,13 +1274,10 @@ impl InviteService {
         } else {
             "membership.deactivated"
         };
-        self.audit_change(
-            &mut tx, actor, org_id, user_id, action, &before, &after, now,
-        )
-        .await?;
-        let uids = project::user(&mut tx, self.schema().schema(), user_id).await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        let uids = self
+            .apply_member_change(&mut tx, actor, action, &before, &after, now)
+            .await?;
+        self.commit(tx, uids, false).await?;
         self.revoke_if_cannot_invite(org_id, user_id, now).await?;
         self.member_view(org_id, user_id, now).await.map(Some)
     }
@@ -1306,55 +1310,35 @@ impl InviteService {
         self.load_member(&mut conn, org_id, user_id).await?;
         let members = store::memberships_of_org(&mut conn, org_id).await?;
         drop(conn);
-        let mut context = Map::new();
-        context.insert(
-            "lastActiveManager".to_owned(),
-            Value::Bool(is_last_active_manager(&members, user_id)),
-        );
-        self.authorize(
-            actor,
-            "users.remove",
-            membership_uid_json(org_id, user_id),
-            context,
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
-        if store::memberships_of_org(&mut tx, org_id).await? != members {
-            // Another change (say, to the other manager or to the actor)
-            // committed after the policies decided: decide again (E15).
+        let last = is_last_active_manager(&members, user_id);
+        self.authorize_member(actor, "users.remove", org_id, user_id, Some(last), now)
+            .await?;
+        let Some((mut tx, before)) = self.begin_member_change(org_id, user_id, &members).await?
+        else {
             return Ok(false);
-        }
-        let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
+        };
         // Invitations this member sent die with their right to send them (E26).
         let revoked = store::revoke_sent_by(&mut tx, org_id, user_id, now).await?;
         store::delete_membership(&mut tx, org_id, user_id).await?;
         let gone = project::membership_uid(org_id, user_id);
-        crate::entities::EntityStore::delete_in(&mut tx, std::slice::from_ref(&gone))
-            .await
-            .map_err(|e| InviteError::Internal(e.to_string()))?;
+        delete_entity(&mut tx, &gone).await?;
         audit::record(
             &mut tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(org_id),
-                target: Some(membership_target(org_id, user_id)),
-                action: "membership.removed",
-                outcome: "ok".to_owned(),
                 before: Some(member_json(&before)),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(
+                    Some(org_id),
+                    membership_target(org_id, user_id),
+                    "membership.removed",
+                )
             },
         )
         .await?;
         self.audit_revoked(&mut tx, org_id, &revoked, now).await?;
         let mut uids = project::user(&mut tx, self.schema().schema(), user_id).await?;
         uids.push(gone);
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        self.commit(tx, uids, false).await?;
         Ok(true)
     }
 
@@ -1375,16 +1359,8 @@ impl InviteService {
                 "approving an agent needs the reference of the signed Notice of Agent Designation",
             ));
         }
-        self.authorize(
-            actor,
-            "agents.approve",
-            membership_uid_json(org_id, user_id),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_member(actor, "agents.approve", org_id, user_id, None, now)
+            .await?;
         let mut tx = store::begin_write(&self.pool).await?;
         let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
         if !before.agent {
@@ -1397,19 +1373,15 @@ impl InviteService {
         after.agent_designation = designation
             .map(str::to_owned)
             .or(before.agent_designation.clone());
-        store::save_membership(&mut tx, &after, now).await?;
         let action = if approve {
             "agent.approved"
         } else {
             "agent.rejected"
         };
-        self.audit_change(
-            &mut tx, actor, org_id, user_id, action, &before, &after, now,
-        )
-        .await?;
-        let uids = project::user(&mut tx, self.schema().schema(), user_id).await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        let uids = self
+            .apply_member_change(&mut tx, actor, action, &before, &after, now)
+            .await?;
+        self.commit(tx, uids, false).await?;
         self.member_view(org_id, user_id, now).await
     }
 
@@ -1440,7 +1412,7 @@ impl InviteService {
 
     async fn audit_revoked(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Tx,
         org_id: &str,
         revoked: &[InvitationRow],
         now: i64,
@@ -1463,34 +1435,51 @@ impl InviteService {
         Ok(())
     }
 
-    #[expect(clippy::too_many_arguments, reason = "an audit record's parts")]
-    async fn audit_change(
+    /// Opens the write of a member change the policies allowed on
+    /// `members`, with the member as stored now; `None` when another change
+    /// (say, to the other manager or to the actor) committed after the
+    /// policies decided, so the caller decides again (E15).
+    async fn begin_member_change(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        actor: &Actor,
         org_id: &str,
         user_id: &str,
+        members: &[MembershipRow],
+    ) -> Result<Option<(Tx, MembershipRow)>, InviteError> {
+        let mut tx = store::begin_write(&self.pool).await?;
+        if store::memberships_of_org(&mut tx, org_id).await? != members {
+            return Ok(None);
+        }
+        let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
+        Ok(Some((tx, before)))
+    }
+
+    /// Saves `after` over `before`, audits the change and rewrites the
+    /// member's entities; returns the uids to invalidate after the commit.
+    async fn apply_member_change(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
         action: &str,
         before: &MembershipRow,
         after: &MembershipRow,
         now: i64,
-    ) -> Result<(), InviteError> {
+    ) -> Result<Vec<EntityUid>, InviteError> {
+        store::save_membership(tx, after, now).await?;
         audit::record(
             tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(org_id),
-                target: Some(membership_target(org_id, user_id)),
-                action,
-                outcome: "ok".to_owned(),
                 before: Some(member_json(before)),
                 after: Some(member_json(after)),
-                request_id: actor.request_id.as_deref(),
+                ..actor.event(
+                    Some(&after.org_id),
+                    membership_target(&after.org_id, &after.user_id),
+                    action,
+                )
             },
         )
         .await?;
-        Ok(())
+        project::user(tx, self.schema().schema(), &after.user_id).await
     }
 
     /// The organization's members (the "Users" tab).
@@ -1500,20 +1489,10 @@ impl InviteService {
         org_id: &str,
         now: i64,
     ) -> Result<Vec<MemberView>, InviteError> {
-        self.authorize(
-            actor,
-            "members.list",
-            json!({"type": "Organization", "id": org_id}),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_org(actor, "members.list", org_id, now)
+            .await?;
         let mut conn = self.pool.acquire().await?;
-        if store::org_by_id(&mut conn, org_id).await?.is_none() {
-            return Err(InviteError::NotFound(format!("no organization `{org_id}`")));
-        }
+        existing_org(&mut conn, org_id).await?;
         let members = store::memberships_of_org(&mut conn, org_id).await?;
         let mut out = Vec::with_capacity(members.len());
         for m in members {
@@ -1541,16 +1520,7 @@ impl InviteService {
         filter: &audit::Filter,
         now: i64,
     ) -> Result<Vec<audit::Record>, InviteError> {
-        self.authorize(
-            actor,
-            "audit.read",
-            json!({"type": "Organization", "id": org_id}),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_org(actor, "audit.read", org_id, now).await?;
         Ok(audit::query(&self.pool, org_id, filter).await?)
     }
 
@@ -1570,20 +1540,10 @@ impl InviteService {
             )
         })?;
         let name = check_name("name", name)?;
-        self.authorize(
-            actor,
-            "organization.manage",
-            json!({"type": "Organization", "id": org_id}),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_org(actor, "organization.manage", org_id, now)
+            .await?;
         let mut tx = store::begin_write(&self.pool).await?;
-        if store::org_by_id(&mut tx, org_id).await?.is_none() {
-            return Err(InviteError::NotFound(format!("no organization `{org_id}`")));
-        }
+        existing_org(&mut tx, org_id).await?;
         store::save_department(&mut tx, org_id, &department_id, &name).await?;
         let uids = project::department(
             &mut tx,
@@ -1597,19 +1557,16 @@ impl InviteService {
             &mut tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(org_id),
-                target: Some(format!("Department::\"{org_id}/{department_id}\"")),
-                action: "department.saved",
-                outcome: "ok".to_owned(),
                 after: Some(json!({"name": name})),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(
+                    Some(org_id),
+                    department_target(org_id, &department_id),
+                    "department.saved",
+                )
             },
         )
         .await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        self.commit(tx, uids, false).await?;
         Ok(())
     }
 
@@ -1622,16 +1579,8 @@ impl InviteService {
         department_id: &str,
         now: i64,
     ) -> Result<(), InviteError> {
-        self.authorize(
-            actor,
-            "organization.manage",
-            json!({"type": "Organization", "id": org_id}),
-            Map::new(),
-            Vec::new(),
-            Some(org_id),
-            now,
-        )
-        .await?;
+        self.authorize_org(actor, "organization.manage", org_id, now)
+            .await?;
         let mut tx = store::begin_write(&self.pool).await?;
         let Some(members) = store::delete_department(&mut tx, org_id, department_id).await? else {
             return Err(InviteError::NotFound(format!(
@@ -1643,26 +1592,22 @@ impl InviteService {
             uids.extend(project::user(&mut tx, self.schema().schema(), user_id).await?);
         }
         let gone = project::department_uid(org_id, department_id);
-        crate::entities::EntityStore::delete_in(&mut tx, std::slice::from_ref(&gone))
-            .await
-            .map_err(|e| InviteError::Internal(e.to_string()))?;
+        delete_entity(&mut tx, &gone).await?;
         uids.push(gone);
         audit::record(
             &mut tx,
             now,
             Event {
-                actor: actor.id(),
-                org: Some(org_id),
-                target: Some(format!("Department::\"{org_id}/{department_id}\"")),
-                action: "department.deleted",
                 outcome: format!("ok: {} members now have no department", members.len()),
-                request_id: actor.request_id.as_deref(),
-                ..Event::default()
+                ..actor.event(
+                    Some(org_id),
+                    department_target(org_id, department_id),
+                    "department.deleted",
+                )
             },
         )
         .await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        self.commit(tx, uids, false).await?;
         Ok(())
     }
 
@@ -1741,20 +1686,14 @@ impl InviteService {
             &mut tx,
             now,
             Event {
-                actor: &inv.user_id,
-                org: Some(&inv.org_id),
-                target: Some(membership_target(&inv.org_id, &inv.user_id)),
-                action: "invitation.accepted",
-                outcome: "ok".to_owned(),
                 before: Some(member_json(&before)),
                 after: Some(member_json(&after)),
-                request_id,
+                ..invitee_event(&inv, "invitation.accepted", request_id)
             },
         )
         .await?;
         let uids = project::user(&mut tx, self.schema().schema(), &inv.user_id).await?;
-        tx.commit().await?;
-        self.commit_done(uids, false);
+        self.commit(tx, uids, false).await?;
         Ok(Accepted {
             org_id: org.org_id,
             org_name: org.name,
@@ -1778,15 +1717,7 @@ impl InviteService {
         audit::record(
             &mut tx,
             now,
-            Event {
-                actor: &inv.user_id,
-                org: Some(&inv.org_id),
-                target: Some(membership_target(&inv.org_id, &inv.user_id)),
-                action: "invitation.declined",
-                outcome: "ok".to_owned(),
-                request_id,
-                ..Event::default()
-            },
+            invitee_event(&inv, "invitation.declined", request_id),
         )
         .await?;
         tx.commit().await?;
@@ -1845,6 +1776,33 @@ async fn view(
     })
 }
 
+async fn existing_org(conn: &mut sqlx::AnyConnection, org_id: &str) -> Result<OrgRow, InviteError> {
+    store::org_by_id(conn, org_id)
+        .await?
+        .ok_or_else(|| InviteError::NotFound(format!("no organization `{org_id}`")))
+}
+
+async fn existing_department(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    department: &str,
+) -> Result<String, InviteError> {
+    if store::department_exists(conn, org_id, department).await? {
+        Ok(department.to_owned())
+    } else {
+        Err(InviteError::invalid(
+            "department",
+            format!("no department `{department}` in `{org_id}`"),
+        ))
+    }
+}
+
+async fn delete_entity(tx: &mut Tx, uid: &EntityUid) -> Result<(), InviteError> {
+    crate::entities::EntityStore::delete_in(tx, std::slice::from_ref(uid))
+        .await
+        .map_err(|e| InviteError::Internal(e.to_string()))
+}
+
 /// A member change that kept meeting concurrent changes of the organization.
 /// Runs `attempt` until it completes (`Some`): an attempt answers `None`
 /// when the organization's members changed after the policies decided, so
@@ -1901,6 +1859,28 @@ fn membership_target(org_id: &str, user_id: &str) -> String {
         "Membership::\"{}\"",
         project::membership_id(org_id, user_id)
     )
+}
+
+/// The invitee answering their invitation: the link, not an actor header,
+/// says who they are.
+fn invitee_event<'a>(
+    inv: &'a InvitationRow,
+    action: &'a str,
+    request_id: Option<&'a str>,
+) -> Event<'a> {
+    Event {
+        actor: &inv.user_id,
+        org: Some(&inv.org_id),
+        target: Some(membership_target(&inv.org_id, &inv.user_id)),
+        action,
+        outcome: "ok".to_owned(),
+        request_id,
+        ..Event::default()
+    }
+}
+
+fn department_target(org_id: &str, department_id: &str) -> String {
+    format!("Department::\"{org_id}/{department_id}\"")
 }
 
 fn uid_text(uid: &Value) -> String {

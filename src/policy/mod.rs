@@ -252,13 +252,13 @@ impl PolicySnapshot {
         principal: EntityUid,
         action: EntityUid,
         resource: EntityUid,
-        context: serde_json::Value,
+        context: &serde_json::Value,
     ) -> Result<Request, RequestError> {
         // Most contexts are a few booleans and integers: build those
         // directly (Cedar's JSON reader costs microseconds per value) and
         // let `Request::new` check them against the schema. On any refusal
         // the JSON path below runs, so its error is the one reported.
-        if let Some(flat) = flat_context(&context)
+        if let Some(flat) = flat_context(context)
             && let Ok(request) = Request::new(
                 principal.clone(),
                 action.clone(),
@@ -269,15 +269,14 @@ impl PolicySnapshot {
         {
             return Ok(request);
         }
-        let context = Context::from_json_value(context, Some((&self.schema, &action))).map_err(
-            |e| match e {
+        let context = Context::from_json_value(context.clone(), Some((&self.schema, &action)))
+            .map_err(|e| match e {
                 // The context is not at fault when the action is unknown.
                 cedar_policy::ContextJsonError::MissingAction(_) => {
                     RequestError::Schema(with_causes(&e))
                 }
                 _ => RequestError::Context(with_causes(&e)),
-            },
-        )?;
+            })?;
         Request::new(principal, action, resource, context, Some(&self.schema))
             .map_err(|e| RequestError::Schema(with_causes(&e)))
     }
@@ -499,7 +498,7 @@ mod tests {
                 uid(json!("User::\"alice\"")),
                 uid(json!("Action::\"billing.read\"")),
                 uid(json!("Organization::\"acme\"")),
-                context.clone(),
+                &context,
             );
             let slow = reference(context.clone());
             match (&fast, &slow) {

@@ -290,7 +290,7 @@ fn build_request(
     let action = crate::policy::parse_action(&case.action).map_err(|e| e.to_string())?;
     let resource = parse_uid("resource", &case.resource).map_err(|e| e.to_string())?;
     snapshot
-        .request(principal, action, resource, case.context.clone())
+        .request(principal, action, resource, &case.context)
         .map_err(|e| e.to_string())
 }
 

@@ -238,7 +238,7 @@ fn narrowed_policy_sets_decide_the_whole_workload_like_the_full_set() {
                 uid("principal"),
                 uid("action"),
                 uid("resource"),
-                r["context"].clone(),
+                &r["context"],
             )
             .unwrap();
 
