@@ -7,7 +7,7 @@ One command reproduces the README table:
     python3 bench/load.py --sizes 1k,13k,130k,1m --duration 10
 
 It installs wrk (Debian) if missing, builds the release binaries, generates the
-workload with ../shared/workload/gen_workload.py, renders request bodies with
+workload with bench/workload/gen_workload.py, renders request bodies with
 render_bodies.py, and then for each scenario starts the server pinned to CPU 0
 (one tokio worker) with wrk pinned to CPU 1, records req/s, p50/p99/p99.9,
 server CPU per request (from /proc/<pid>/stat) and peak RSS (VmHWM), and prints
@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKLOAD = os.path.join(os.path.dirname(ROOT), "shared", "workload")
+WORKLOAD = os.path.join(ROOT, "bench", "workload")
 SIZES = {
     "1k": ["--users", "100", "--orgs", "10", "--accounts", "800", "--generators", "50"],
     "13k": [],

@@ -1,4 +1,4 @@
-//! The standard workload (`../shared/workload/`) for the benches: generated
+//! The standard workload (`bench/workload/`) for the benches: generated
 //! once per size into `target/bench-workload/<size>/` by its own generator.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::process::Command;
 pub struct Workload {
     /// `entities.json`, `requests.jsonl`.
     pub dir: PathBuf,
-    /// The shared workload directory (policies, schema, generator).
+    /// The workload directory (policies, schema, generator).
     pub source: PathBuf,
 }
 
@@ -56,7 +56,7 @@ pub fn params(size: &str) -> &'static [&'static str] {
 
 /// Generates (or reuses) the workload of `size`.
 pub fn generate(size: &str) -> Workload {
-    let source = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/workload"));
+    let source = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/workload"));
     assert!(
         source.join("gen_workload.py").is_file(),
         "the standard workload is missing at {}",

@@ -7,15 +7,17 @@
 //! and the request's action. Cost therefore follows the size of the slice,
 //! not of the store.
 //!
-//! INVARIANT: after `upsert`/`delete` returns, no cache holds the entities it
-//! changed and `epoch()` has moved, so no decision computed before the write
-//! can be served after it.
+//! INVARIANT: after `upsert`/`delete`/`commit` returns, no cache holds the
+//! entities it changed and `epoch()` has moved, so no decision computed
+//! before the write can be served after it. Each write transaction is one
+//! store revision; `sync` applies other processes' revisions and skips this
+//! process's own, which were applied when they were written.
 
 mod sql;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
 // cedar-policy's own (hidden but public) conversions to its core types: the
@@ -134,6 +136,9 @@ pub struct EntityStore {
     gate: RwLock<()>,
     /// Highest store revision whose changes this process has applied.
     synced: AtomicU64,
+    /// Revisions this process wrote (and applied then) that `sync` has not
+    /// passed yet: applying them again would only empty the caches.
+    own: Mutex<BTreeSet<u64>>,
 }
 
 impl EntityStore {
@@ -146,6 +151,7 @@ impl EntityStore {
             epoch: AtomicU64::new(0),
             gate: RwLock::new(()),
             synced: AtomicU64::new(0),
+            own: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -174,22 +180,23 @@ impl EntityStore {
     }
 
     /// Validates `json` (an array of Cedar entities) against `schema`, then
-    /// writes all of them in one transaction. Returns how many were written.
+    /// writes all of them as one revision. Returns how many were written.
     pub async fn upsert(
         &self,
         schema: &Schema,
         json: serde_json::Value,
     ) -> Result<usize, WriteError> {
         let rows = normalize(schema, json)?;
-        let count = rows.len();
-        sql::upsert(&self.pool, &rows).await?;
-        self.invalidate(rows.iter().map(|(uid, _)| uid.clone()));
-        Ok(count)
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        sql::upsert_in(&mut tx, &rows).await?;
+        let uids: Vec<EntityUid> = rows.into_iter().map(|(uid, _)| uid).collect();
+        self.commit(tx, &uids).await?;
+        Ok(uids.len())
     }
 
     /// Writes already-validated entity rows inside the caller's transaction
     /// (the invitation service projects its rows this way). The caller
-    /// must call [`EntityStore::invalidate`] after committing.
+    /// passes the uids to [`EntityStore::commit`].
     pub async fn upsert_in(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         schema: &Schema,
@@ -200,8 +207,8 @@ impl EntityStore {
         Ok(rows.into_iter().map(|(uid, _)| uid).collect())
     }
 
-    /// Deletes entities inside the caller's transaction (the caller calls
-    /// [`EntityStore::invalidate`] after committing).
+    /// Deletes entities inside the caller's transaction (the caller passes
+    /// the uids to [`EntityStore::commit`]).
     pub async fn delete_in(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         uids: &[EntityUid],
@@ -212,36 +219,71 @@ impl EntityStore {
         Ok(())
     }
 
-    /// Deletes one entity. Returns `false` if it did not exist.
-    pub async fn delete(&self, uid: &EntityUid) -> Result<bool, StoreError> {
-        let deleted = sql::delete(&self.pool, uid).await?;
-        self.invalidate([uid.clone()]);
-        Ok(deleted)
+    /// Commits a transaction that wrote `changed` through
+    /// [`EntityStore::upsert_in`] or [`EntityStore::delete_in`], as one
+    /// store revision, then drops them from the caches. Returns the
+    /// revision (`None` when `changed` is empty).
+    pub async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Any>,
+        changed: &[EntityUid],
+    ) -> Result<Option<u64>, StoreError> {
+        let revision = sql::commit(tx, changed).await?;
+        self.applied(revision, changed);
+        Ok(revision)
     }
 
-    /// Drops `uids` from the cache and moves the epoch. Call after every
-    /// committed write.
-    pub fn invalidate(&self, uids: impl IntoIterator<Item = EntityUid>) {
+    /// Deletes one entity. Returns `false` if it did not exist.
+    pub async fn delete(&self, uid: &EntityUid) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !sql::delete_in(&mut tx, uid).await? {
+            return Ok(false);
+        }
+        self.commit(tx, std::slice::from_ref(uid)).await?;
+        Ok(true)
+    }
+
+    /// After this process committed `revision`: drops what it changed from
+    /// the caches, moves the epoch, and remembers the revision as applied.
+    fn applied<'a>(&self, revision: Option<u64>, changed: impl IntoIterator<Item = &'a EntityUid>) {
+        let Some(revision) = revision else { return };
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(revision);
+        self.invalidate(changed);
+    }
+
+    /// Drops `uids` from the cache and moves the epoch.
+    fn invalidate<'a>(&self, uids: impl IntoIterator<Item = &'a EntityUid>) {
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         for uid in uids {
-            self.cache.invalidate(&uid);
+            self.cache.invalidate(uid);
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Applies changes other processes wrote since the last call (the
-    /// sidecars sharing a PostgreSQL store). Returns how many entities were
-    /// invalidated.
+    /// Applies the revisions other processes wrote since the last call (the
+    /// sidecars sharing a PostgreSQL store); this process's own were applied
+    /// when written. Returns how many entities were invalidated.
     pub async fn sync(&self) -> Result<usize, StoreError> {
         let seen = self.synced.load(Ordering::Acquire);
-        let (revision, changed) = sql::changes_since(&self.pool, seen).await?;
+        let (revision, mut changed) = sql::changes_since(&self.pool, seen).await?;
         if revision <= seen {
             return Ok(0);
         }
-        let n = changed.len();
-        self.invalidate(changed);
+        {
+            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+            changed.retain(|(r, _)| !own.contains(r));
+            // A revision committed but not yet marked own is applied here
+            // as well: one needless invalidation, never a missed one.
+            own.retain(|r| *r > revision);
+        }
+        if !changed.is_empty() {
+            self.invalidate(changed.iter().map(|(_, uid)| uid));
+        }
         self.synced.fetch_max(revision, Ordering::AcqRel);
-        Ok(n)
+        Ok(changed.len())
     }
 
     /// Marks every change up to now as applied (at start, when caches are empty).
@@ -632,9 +674,95 @@ fn collect_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, reason = "tests may panic")]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn repo_schema() -> Schema {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::policy::load(&repo.join("policies"), &repo.join("schema"))
+            .unwrap_or_else(|e| panic!("{}", e.render()))
+            .schema()
+            .clone()
+    }
+
+    fn org(id: &str, name: &str) -> serde_json::Value {
+        json!({"uid": {"type": "Organization", "id": id},
+               "attrs": {"tenant": id, "name": name, "requireMfa": false}, "parents": []})
+    }
+
+    /// Two stores on one SQLite file: two sidecars sharing a database.
+    async fn two_stores(dir: &std::path::Path) -> (EntityStore, EntityStore) {
+        let url = format!("sqlite://{}", dir.join("store.db").display())
+            .parse()
+            .expect("a sqlite URL");
+        let open = || async {
+            let store = EntityStore::new(crate::db::connect(&url).await.expect("open"), 100);
+            store.mark_synced().await.expect("revision");
+            store
+        };
+        (open().await, open().await)
+    }
+
+    #[tokio::test]
+    async fn sync_does_not_apply_this_process_s_own_writes_a_second_time() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (store, _) = two_stores(dir.path()).await;
+        store
+            .upsert(
+                &repo_schema(),
+                json!([org("acme", "Acme"), org("globex", "Globex")]),
+            )
+            .await
+            .expect("written");
+        let epoch = store.epoch();
+
+        let applied = store.sync().await.expect("synced");
+
+        assert_eq!(applied, 0, "the write was applied when it was made");
+        assert_eq!(store.epoch(), epoch, "the caches were emptied again");
+    }
+
+    #[tokio::test]
+    async fn sync_applies_another_process_s_writes_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = two_stores(dir.path()).await;
+        let schema = repo_schema();
+        a.upsert(&schema, json!([org("acme", "Acme")]))
+            .await
+            .expect("written");
+        b.upsert(&schema, json!([org("globex", "Globex")]))
+            .await
+            .expect("written");
+        let epoch = b.epoch();
+
+        let first = b.sync().await.expect("synced");
+        let moved = b.epoch();
+        let second = b.sync().await.expect("synced");
+
+        assert_eq!(first, 1, "A's one entity, not B's own");
+        assert!(moved > epoch, "B's caches dropped A's change");
+        assert_eq!((second, b.epoch()), (0, moved), "applied once");
+    }
+
+    #[tokio::test]
+    async fn a_write_of_many_entities_is_one_store_revision() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (store, _) = two_stores(dir.path()).await;
+        let before = sql::revision(store.pool()).await.expect("revision");
+
+        store
+            .upsert(
+                &repo_schema(),
+                json!([org("a", "A"), org("b", "B"), org("c", "C")]),
+            )
+            .await
+            .expect("written");
+
+        let after = sql::revision(store.pool()).await.expect("revision");
+        assert_eq!(after, before + 1);
+    }
 
     #[test]
     fn references_are_found_in_records_sets_and_tags() {

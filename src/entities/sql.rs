@@ -1,5 +1,5 @@
-//! SQL of the entity store. Every write bumps `store_revision` and records
-//! what it changed in `entity_change`, in the same transaction.
+//! SQL of the entity store. Every write transaction bumps `store_revision`
+//! once and records what it changed in `entity_change` under that revision.
 
 use cedar_policy::EntityUid;
 use sqlx::{AnyPool, Row};
@@ -27,18 +27,11 @@ pub(super) async fn get(pool: &AnyPool, uid: &EntityUid) -> Result<Option<String
     Ok(row.map(|r| r.get::<String, _>(0)))
 }
 
-pub(super) async fn upsert(pool: &AnyPool, rows: &[(EntityUid, String)]) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    upsert_in(&mut tx, rows).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
+/// Writes the rows only: [`commit`] records the change.
 pub(super) async fn upsert_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[(EntityUid, String)],
 ) -> Result<(), StoreError> {
-    let revision = bump_revision(tx).await?;
     let now = crate::db::unix_now();
     for (uid, body) in rows {
         let (ty, id) = type_and_id(uid);
@@ -52,35 +45,46 @@ pub(super) async fn upsert_in(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-        record_change(tx, revision, &ty, &id).await?;
     }
     Ok(())
 }
 
-pub(super) async fn delete(pool: &AnyPool, uid: &EntityUid) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let deleted = delete_in(&mut tx, uid).await?;
-    tx.commit().await?;
-    Ok(deleted)
-}
-
+/// Deletes the row only: [`commit`] records the change.
 pub(super) async fn delete_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     uid: &EntityUid,
 ) -> Result<bool, StoreError> {
     let (ty, id) = type_and_id(uid);
-    let deleted = sqlx::query("delete from entity where entity_type = $1 and entity_id = $2")
-        .bind(&ty)
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-        > 0;
-    if deleted {
-        let revision = bump_revision(tx).await?;
-        record_change(tx, revision, &ty, &id).await?;
+    Ok(
+        sqlx::query("delete from entity where entity_type = $1 and entity_id = $2")
+            .bind(&ty)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            > 0,
+    )
+}
+
+/// Gives the transaction one new store revision, records `changed` under
+/// it and commits: a transaction is one revision however many entities it
+/// wrote. Returns that revision, or `None` when nothing changed (then no
+/// revision is taken).
+pub(super) async fn commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    changed: &[EntityUid],
+) -> Result<Option<u64>, StoreError> {
+    if changed.is_empty() {
+        tx.commit().await?;
+        return Ok(None);
     }
-    Ok(deleted)
+    let revision = bump_revision(&mut tx).await?;
+    for uid in changed {
+        let (ty, id) = type_and_id(uid);
+        record_change(&mut tx, revision, &ty, &id).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(revision.max(0) as u64))
 }
 
 async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
@@ -127,17 +131,18 @@ pub(super) async fn count(pool: &AnyPool) -> Result<i64, StoreError> {
         .get(0))
 }
 
-/// The current revision and the entities changed after `since`.
+/// The current revision and the entities changed after `since`, each with
+/// the revision that changed it.
 pub(super) async fn changes_since(
     pool: &AnyPool,
     since: u64,
-) -> Result<(u64, Vec<EntityUid>), StoreError> {
+) -> Result<(u64, Vec<(u64, EntityUid)>), StoreError> {
     let current = revision(pool).await?;
     if current <= since {
         return Ok((current, Vec::new()));
     }
     let rows = sqlx::query(
-        "select entity_type, entity_id from entity_change where revision > $1 and revision <= $2",
+        "select revision, entity_type, entity_id from entity_change where revision > $1 and revision <= $2",
     )
     .bind(since as i64)
     .bind(current as i64)
@@ -146,13 +151,12 @@ pub(super) async fn changes_since(
     let uids = rows
         .into_iter()
         .filter_map(|r| {
-            let ty: String = r.get(0);
-            let id: String = r.get(1);
-            let ty = ty.parse().ok()?;
-            Some(EntityUid::from_type_name_and_id(
-                ty,
-                cedar_policy::EntityId::new(id),
-            ))
+            let revision: i64 = r.get(0);
+            let ty: String = r.get(1);
+            let id: String = r.get(2);
+            let uid =
+                EntityUid::from_type_name_and_id(ty.parse().ok()?, cedar_policy::EntityId::new(id));
+            Some((revision.max(0) as u64, uid))
         })
         .collect();
     Ok((current, uids))

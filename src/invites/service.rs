@@ -454,8 +454,11 @@ impl InviteService {
     /// wakes the mailer if it queued mail: only after the commit, so neither
     /// a cache fill nor the mailer can read the state before it.
     async fn commit(&self, tx: Tx, uids: Vec<EntityUid>, mailed: bool) -> Result<(), InviteError> {
-        tx.commit().await?;
-        self.engine.store().invalidate(uids);
+        self.engine
+            .store()
+            .commit(tx, &uids)
+            .await
+            .map_err(crate::entities::WriteError::from)?;
         if mailed && let Some(mailer) = &self.mailer {
             mailer.wake();
         }
@@ -1800,7 +1803,7 @@ async fn existing_department(
 async fn delete_entity(tx: &mut Tx, uid: &EntityUid) -> Result<(), InviteError> {
     crate::entities::EntityStore::delete_in(tx, std::slice::from_ref(uid))
         .await
-        .map_err(|e| InviteError::Internal(e.to_string()))
+        .map_err(|e| crate::entities::WriteError::from(e).into())
 }
 
 /// A member change that kept meeting concurrent changes of the organization.

@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn the_workload_never_dereferences_its_permission_groups() {
-        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/workload"));
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/workload"));
         let snapshot = crate::policy::load(
             &dir.join("policies.cedar"),
             &dir.join("schema.cedarschema.json"),

@@ -18,10 +18,10 @@ const REQUESTS: usize = 50_000;
 const BATCH: usize = 500;
 
 fn workload_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/workload"));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/workload"));
     assert!(
         dir.join("gen_workload.py").is_file(),
-        "the standard workload is missing: expected gen_workload.py in {} (the shared workload directory beside the repository)",
+        "the standard workload is missing: expected gen_workload.py in {} (bench/workload in the repository)",
         dir.display()
     );
     dir
