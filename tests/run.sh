@@ -12,7 +12,8 @@ need_apt=()
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   need_apt+=(chromium chromium-driver)
 fi
-# tests/api/postgres.rs runs against a real PostgreSQL server.
+# Every integration test that starts a server runs on SQLite and again on a
+# real PostgreSQL server (`on_both_backends!` in tests/api/main.rs).
 if [ -z "${TEST_DATABASE_URL:-}" ] && [ -z "$(pg_bin)" ]; then
   need_apt+=(postgresql)
 fi
@@ -36,11 +37,13 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
   fi
   "${as_pg[@]}" "$bin/initdb" -D "$pgdata/data" -A trust -U cedargate >/dev/null
   "${as_pg[@]}" "$bin/pg_ctl" -D "$pgdata/data" -l "$pgdata/log" -w \
-    -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1" start >/dev/null
+    -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off" start >/dev/null
   trap '"${as_pg[@]}" "$bin/pg_ctl" -D "$pgdata/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdata"' EXIT
   export TEST_DATABASE_URL="postgres://cedargate@127.0.0.1:$port/postgres"
 fi
 
 # Benches are compiled by clippy --all-targets but not run here: they
 # build stores of up to a million entities (`cargo bench`, bench/load.py).
-cargo test --locked --lib --bins --tests
+# A plain `cargo test` ignores the tests that need PostgreSQL or Chromium,
+# with the reason; here they all run, and a missing service fails them.
+cargo test --locked --lib --bins --tests -- --include-ignored

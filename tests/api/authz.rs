@@ -40,7 +40,7 @@ fn protected_endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
     ]
 }
 
-#[tokio::test]
+on_both_backends!(health_readiness_and_authzen_discovery_answer_without_a_token);
 async fn health_readiness_and_authzen_discovery_answer_without_a_token() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -63,7 +63,9 @@ async fn health_readiness_and_authzen_discovery_answer_without_a_token() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(
+    every_other_endpoint_answers_401_with_a_json_error_without_the_token_or_with_a_wrong_one
+);
 async fn every_other_endpoint_answers_401_with_a_json_error_without_the_token_or_with_a_wrong_one()
 {
     // Arrange
@@ -101,7 +103,7 @@ async fn every_other_endpoint_answers_401_with_a_json_error_without_the_token_or
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
-#[tokio::test]
+on_both_backends!(the_token_opens_every_protected_endpoint);
 async fn the_token_opens_every_protected_endpoint() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -121,7 +123,7 @@ async fn the_token_opens_every_protected_endpoint() {
     }
 }
 
-#[tokio::test]
+on_both_backends!(an_active_member_with_billing_read_is_allowed_by_billing_read);
 async fn an_active_member_with_billing_read_is_allowed_by_billing_read() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -145,7 +147,7 @@ async fn an_active_member_with_billing_read_is_allowed_by_billing_read() {
     assert_eq!(answer["cached"], false);
 }
 
-#[tokio::test]
+on_both_backends!(a_pending_member_is_denied_by_member_must_be_active);
 async fn a_pending_member_is_denied_by_member_must_be_active() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -168,7 +170,7 @@ async fn a_pending_member_is_denied_by_member_must_be_active() {
     assert_eq!(answer["policy_revision"], 1);
 }
 
-#[tokio::test]
+on_both_backends!(uids_given_as_objects_are_decided_like_uid_strings);
 async fn uids_given_as_objects_are_decided_like_uid_strings() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -215,7 +217,7 @@ fn newcomer_entities(billing: u8) -> Value {
     ])
 }
 
-#[tokio::test]
+on_both_backends!(request_scoped_entities_decide_for_a_user_the_store_does_not_hold);
 async fn request_scoped_entities_decide_for_a_user_the_store_does_not_hold() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -239,7 +241,7 @@ async fn request_scoped_entities_decide_for_a_user_the_store_does_not_hold() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(request_scoped_entities_take_the_place_of_stored_ones);
 async fn request_scoped_entities_take_the_place_of_stored_ones() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -315,7 +317,7 @@ fn case_of(i: usize) -> &'static Case {
     &CASES[(i * i + i / 7) % CASES.len()]
 }
 
-#[tokio::test]
+on_both_backends!(a_batch_of_1000_requests_answers_1000_results_in_request_order);
 async fn a_batch_of_1000_requests_answers_1000_results_in_request_order() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -362,7 +364,7 @@ async fn a_batch_of_1000_requests_answers_1000_results_in_request_order() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(malformed_json_is_a_400_with_a_json_error);
 async fn malformed_json_is_a_400_with_a_json_error() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -392,7 +394,7 @@ async fn malformed_json_is_a_400_with_a_json_error() {
     }
 }
 
-#[tokio::test]
+on_both_backends!(a_body_without_the_json_content_type_is_a_400_with_a_json_error);
 async fn a_body_without_the_json_content_type_is_a_400_with_a_json_error() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -420,7 +422,7 @@ async fn a_body_without_the_json_content_type_is_a_400_with_a_json_error() {
     }
 }
 
-#[tokio::test]
+on_both_backends!(a_missing_required_field_is_a_400_with_a_json_error);
 async fn a_missing_required_field_is_a_400_with_a_json_error() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -467,7 +469,7 @@ async fn a_missing_required_field_is_a_400_with_a_json_error() {
     }
 }
 
-#[tokio::test]
+on_both_backends!(unknown_extra_fields_are_ignored);
 async fn unknown_extra_fields_are_ignored() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -494,7 +496,7 @@ async fn unknown_extra_fields_are_ignored() {
     assert_eq!(authzen_answer["decision"], true);
 }
 
-#[tokio::test]
+on_both_backends!(a_body_larger_than_the_limit_is_a_413_with_a_json_error);
 async fn a_body_larger_than_the_limit_is_a_413_with_a_json_error() {
     // Arrange
     let app = TestApp::spawn_with(|cfg| cfg.max_body_bytes = 1024).await;
@@ -521,7 +523,7 @@ async fn a_body_larger_than_the_limit_is_a_413_with_a_json_error() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
+on_both_backends!(unknown_actions_types_principals_and_malformed_uids_are_denied_with_errors);
 async fn unknown_actions_types_principals_and_malformed_uids_are_denied_with_errors() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -598,7 +600,7 @@ async fn unknown_actions_types_principals_and_malformed_uids_are_denied_with_err
     }
 }
 
-#[tokio::test]
+on_both_backends!(authzen_denies_unknown_actions_types_principals_and_malformed_types);
 async fn authzen_denies_unknown_actions_types_principals_and_malformed_types() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -665,7 +667,7 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
     })
 }
 
-#[tokio::test]
+on_both_backends!(metrics_count_decisions_by_outcome_and_show_the_policy_revision);
 async fn metrics_count_decisions_by_outcome_and_show_the_policy_revision() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -723,7 +725,7 @@ async fn metrics_count_decisions_by_outcome_and_show_the_policy_revision() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(the_openapi_document_lists_every_endpoint);
 async fn the_openapi_document_lists_every_endpoint() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -758,7 +760,7 @@ async fn the_openapi_document_lists_every_endpoint() {
     }
 }
 
-#[tokio::test]
+on_both_backends!(the_decision_log_has_one_json_line_per_decision_and_never_the_token);
 async fn the_decision_log_has_one_json_line_per_decision_and_never_the_token() {
     // Arrange
     let logs = tempfile::tempdir().expect("a temporary directory");

@@ -31,7 +31,7 @@ fn decisions(answer: &Value) -> Vec<bool> {
         .collect()
 }
 
-#[tokio::test]
+on_both_backends!(an_evaluation_permits_with_the_determining_policy_as_reason);
 async fn an_evaluation_permits_with_the_determining_policy_as_reason() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -55,7 +55,7 @@ async fn an_evaluation_permits_with_the_determining_policy_as_reason() {
     assert_eq!(answer["context"]["policy_revision"], 1);
 }
 
-#[tokio::test]
+on_both_backends!(an_evaluation_denies_with_the_determining_forbid_as_reason);
 async fn an_evaluation_denies_with_the_determining_forbid_as_reason() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -78,7 +78,7 @@ async fn an_evaluation_denies_with_the_determining_forbid_as_reason() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(an_evaluation_passes_the_context_to_the_policies);
 async fn an_evaluation_passes_the_context_to_the_policies() {
     // Arrange: globex requires MFA.
     let app = TestApp::spawn().await;
@@ -105,7 +105,7 @@ async fn an_evaluation_passes_the_context_to_the_policies() {
     assert_eq!(with["decision"], true, "{with}");
 }
 
-#[tokio::test]
+on_both_backends!(subject_properties_replace_the_stored_entity_for_the_request);
 async fn subject_properties_replace_the_stored_entity_for_the_request() {
     // Arrange: nina is not in the store; her properties make her a systemAdmin.
     let app = TestApp::spawn().await;
@@ -128,7 +128,7 @@ async fn subject_properties_replace_the_stored_entity_for_the_request() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(the_request_id_sent_is_echoed_and_one_is_generated_when_absent);
 async fn the_request_id_sent_is_echoed_and_one_is_generated_when_absent() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -170,7 +170,7 @@ async fn the_request_id_sent_is_echoed_and_one_is_generated_when_absent() {
     assert_ne!(first, second, "each request gets its own id");
 }
 
-#[tokio::test]
+on_both_backends!(evaluations_items_inherit_the_top_level_subject_action_resource_and_context);
 async fn evaluations_items_inherit_the_top_level_subject_action_resource_and_context() {
     // Arrange: gwen (globex, MFA required), max (globex billing 0, acme billing 2).
     let app = TestApp::spawn().await;
@@ -209,7 +209,7 @@ async fn evaluations_items_inherit_the_top_level_subject_action_resource_and_con
     assert_eq!(reasons(4), json!(["billing-read"]));
 }
 
-#[tokio::test]
+on_both_backends!(evaluations_execute_all_answers_every_item_by_default_and_when_asked);
 async fn evaluations_execute_all_answers_every_item_by_default_and_when_asked() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -235,7 +235,7 @@ async fn evaluations_execute_all_answers_every_item_by_default_and_when_asked() 
     assert_eq!(decisions(&asked), [false, true, false, true]);
 }
 
-#[tokio::test]
+on_both_backends!(evaluations_deny_on_first_deny_stops_after_the_first_deny);
 async fn evaluations_deny_on_first_deny_stops_after_the_first_deny() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -265,7 +265,7 @@ async fn evaluations_deny_on_first_deny_stops_after_the_first_deny() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(evaluations_permit_on_first_permit_stops_after_the_first_permit);
 async fn evaluations_permit_on_first_permit_stops_after_the_first_permit() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -291,7 +291,7 @@ async fn evaluations_permit_on_first_permit_stops_after_the_first_permit() {
     assert_eq!(decisions(&answer), [false, false, true], "{answer}");
 }
 
-#[tokio::test]
+on_both_backends!(evaluations_without_items_is_one_evaluation_of_the_top_level_fields);
 async fn evaluations_without_items_is_one_evaluation_of_the_top_level_fields() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -314,7 +314,7 @@ async fn evaluations_without_items_is_one_evaluation_of_the_top_level_fields() {
     assert_eq!(absent_answer["decision"], false, "{absent_answer}");
 }
 
-#[tokio::test]
+on_both_backends!(an_unknown_evaluations_semantic_is_a_400);
 async fn an_unknown_evaluations_semantic_is_a_400() {
     // Arrange
     let app = TestApp::spawn().await;

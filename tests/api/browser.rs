@@ -17,6 +17,7 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::helpers::Backend;
 use crate::invite_helpers::{InviteApp, PASSWORD};
 use crate::onboarding::{
     ORG_ID, ORG_NAME, OWNER_EMAIL, create_org_inviting_the_owner, invite_link, token_of,
@@ -170,7 +171,8 @@ where
     let driver = ChromeDriver::start().await;
     let browser = driver.session().await;
     // A spawned task: a panic in it comes back as an error here.
-    let outcome = tokio::spawn(test(browser.clone())).await;
+    let backend = Backend::current();
+    let outcome = tokio::spawn(backend.run(test(browser.clone()))).await;
     let closed = browser.close().await;
     drop(driver);
     if let Err(failure) = outcome {
@@ -230,7 +232,10 @@ async fn click(browser: &Client, id: &str) {
         .unwrap_or_else(|e| panic!("cannot click #{id}: {e}"));
 }
 
-#[tokio::test]
+on_both_backends!(
+    the_owner_opens_the_emailed_link_sets_a_password_and_becomes_an_active_manager,
+    chromium
+);
 async fn the_owner_opens_the_emailed_link_sets_a_password_and_becomes_an_active_manager() {
     in_browser(|browser| async move {
         // Arrange
@@ -268,7 +273,10 @@ async fn the_owner_opens_the_emailed_link_sets_a_password_and_becomes_an_active_
     .await;
 }
 
-#[tokio::test]
+on_both_backends!(
+    an_invitee_who_declines_stays_pending_and_the_link_then_shows_the_unavailable_page,
+    chromium
+);
 async fn an_invitee_who_declines_stays_pending_and_the_link_then_shows_the_unavailable_page() {
     in_browser(|browser| async move {
         // Arrange
@@ -329,7 +337,10 @@ async fn an_invitee_who_declines_stays_pending_and_the_link_then_shows_the_unava
     .await;
 }
 
-#[tokio::test]
+on_both_backends!(
+    mismatched_passwords_show_the_form_again_with_an_error_and_accept_nothing,
+    chromium
+);
 async fn mismatched_passwords_show_the_form_again_with_an_error_and_accept_nothing() {
     in_browser(|browser| async move {
         // Arrange
@@ -392,7 +403,7 @@ fn hidden_field(page: &str, name: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
+on_both_backends!(an_accept_form_posted_without_the_csrf_cookie_is_refused_and_accepts_nothing);
 async fn an_accept_form_posted_without_the_csrf_cookie_is_refused_and_accepts_nothing() {
     // Arrange
     let app = InviteApp::spawn().await;

@@ -26,7 +26,7 @@ async fn olivia_reads_account(app: &TestApp, account: &str) -> Value {
     .await
 }
 
-#[tokio::test]
+on_both_backends!(a_put_with_one_invalid_entity_is_a_400_naming_it_and_writes_nothing);
 async fn a_put_with_one_invalid_entity_is_a_400_naming_it_and_writes_nothing() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -63,7 +63,7 @@ async fn a_put_with_one_invalid_entity_is_a_400_naming_it_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(a_put_that_is_not_an_array_of_entities_is_a_400);
 async fn a_put_that_is_not_an_array_of_entities_is_a_400() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -87,7 +87,7 @@ async fn a_put_that_is_not_an_array_of_entities_is_a_400() {
     }
 }
 
-#[tokio::test]
+on_both_backends!(deleting_an_entity_is_204_and_deleting_it_again_is_404);
 async fn deleting_an_entity_is_204_and_deleting_it_again_is_404() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -103,7 +103,7 @@ async fn deleting_an_entity_is_204_and_deleting_it_again_is_404() {
     assert_eq!(answer["error"]["code"], "not_found");
 }
 
-#[tokio::test]
+on_both_backends!(ids_with_slashes_and_quotes_are_deleted_when_percent_encoded);
 async fn ids_with_slashes_and_quotes_are_deleted_when_percent_encoded() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -124,7 +124,7 @@ async fn ids_with_slashes_and_quotes_are_deleted_when_percent_encoded() {
     assert_eq!(olivia_reads_billing(&app).await["decision"], "deny");
 }
 
-#[tokio::test]
+on_both_backends!(entities_persist_across_a_restart_on_the_same_database_file);
 async fn entities_persist_across_a_restart_on_the_same_database_file() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -143,7 +143,7 @@ async fn entities_persist_across_a_restart_on_the_same_database_file() {
     assert_eq!(status, StatusCode::NOT_FOUND, "the deletion persisted too");
 }
 
-#[tokio::test]
+on_both_backends!(a_membership_change_changes_the_next_decision_even_after_it_was_cached);
 async fn a_membership_change_changes_the_next_decision_even_after_it_was_cached() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -172,7 +172,7 @@ async fn a_membership_change_changes_the_next_decision_even_after_it_was_cached(
     assert_eq!(after["reasons"], json!([]));
 }
 
-#[tokio::test]
+on_both_backends!(a_deletion_changes_the_next_decision_even_after_it_was_cached);
 async fn a_deletion_changes_the_next_decision_even_after_it_was_cached() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -197,7 +197,7 @@ async fn a_deletion_changes_the_next_decision_even_after_it_was_cached() {
     assert_eq!(after["cached"], false);
 }
 
-#[tokio::test]
+on_both_backends!(a_change_to_an_entity_two_hops_away_changes_the_next_decision);
 async fn a_change_to_an_entity_two_hops_away_changes_the_next_decision() {
     // Arrange: globex requires MFA; gwen's decision goes through her
     // membership to the organization.
@@ -229,7 +229,7 @@ async fn a_change_to_an_entity_two_hops_away_changes_the_next_decision() {
     assert_eq!(after["reasons"], json!(["billing-read"]));
 }
 
-#[tokio::test]
+on_both_backends!(a_hierarchy_cycle_closed_by_two_writes_is_a_deny_with_the_error);
 async fn a_hierarchy_cycle_closed_by_two_writes_is_a_deny_with_the_error() {
     // Arrange: a model where folders nest, so two separate writes can close
     // a cycle that neither write alone contains.

@@ -1,16 +1,20 @@
 //! A running `cedargate serve` for HTTP tests (zero2prod style): each test
-//! gets its own server on a random port and its own SQLite file in a
-//! temporary directory, so tests run in parallel without sharing state.
+//! gets its own server on a random port and its own database, so tests run
+//! in parallel without sharing state. The database is a SQLite file in a
+//! temporary directory or a fresh PostgreSQL database, as the test's
+//! [`Backend`] says: every test that starts a server runs on both
+//! (`on_both_backends!`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cedargate::clock::{Clock, ManualClock};
-use cedargate::config::ServeConfig;
+use cedargate::config::{DatabaseUrl, ServeConfig};
 use cedargate::startup::Application;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,6 +24,65 @@ pub const TOKEN: &str = "test-token";
 
 /// How long a server may take to answer `/readyz` after it was bound.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The store a test's servers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the test's temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `TEST_DATABASE_URL`
+    /// (`bash tests/run.sh` starts one).
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+impl Backend {
+    /// Runs `test` with every server it spawns on this backend.
+    pub async fn run<F: std::future::Future>(self, test: F) -> F::Output {
+        BACKEND.scope(self, test).await
+    }
+
+    /// The backend of the running test (a task spawned by the test runs
+    /// outside it: wrap its future in [`Backend::run`] again).
+    pub fn current() -> Self {
+        BACKEND
+            .try_with(|b| *b)
+            .unwrap_or_else(|_| panic!("declare the test with `on_both_backends!`"))
+    }
+
+    /// A new, empty database of this backend for a test in `dir`.
+    async fn database(self, dir: &Path) -> DatabaseUrl {
+        match self {
+            Self::Sqlite => format!("sqlite://{}", dir.join("test.db").display())
+                .parse()
+                .expect("a valid sqlite URL"),
+            Self::Postgres => fresh_postgres_database().await,
+        }
+    }
+}
+
+/// A new database on the server of `TEST_DATABASE_URL`.
+async fn fresh_postgres_database() -> DatabaseUrl {
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "TEST_DATABASE_URL is not set: the `::postgres` tests need PostgreSQL; \
+             run `bash tests/run.sh`, which starts a server for them"
+        )
+    });
+    let name = format!("cg_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL: {e}"));
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
+    let (base, _) = admin.rsplit_once('/').expect("a URL ending in /database");
+    format!("{base}/{name}").parse().expect("a database URL")
+}
 
 /// The repository root (policies/, schema/).
 pub fn repo_dir() -> &'static Path {
@@ -37,7 +100,7 @@ pub struct TestApp {
     pub token: String,
     /// The configuration the server was built with (a restart reuses it).
     pub config: ServeConfig,
-    /// Holds `test.db` and, when asked for, copies of `policies/` and
+    /// Holds `test.db` (SQLite), the outbox and, when asked for, copies of `policies/` and
     /// `schema/`; `None` only while restarting.
     dir: Option<TempDir>,
     /// Whether `policies/` and `schema/` were copied into `dir`.
@@ -57,7 +120,7 @@ impl TestApp {
     /// Like [`TestApp::spawn`], with the configuration adjusted first.
     pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
-        let config = Self::config_in(dir.path(), false, configure);
+        let config = Self::config_in(dir.path(), false, configure).await;
         Self::start(dir, false, config, None).await
     }
 
@@ -65,7 +128,7 @@ impl TestApp {
     /// real current time and moves only when the test advances it.
     pub async fn spawn_with_manual_clock(configure: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
-        let config = Self::config_in(dir.path(), false, configure);
+        let config = Self::config_in(dir.path(), false, configure).await;
         let clock = Arc::new(ManualClock::new(cedargate::db::unix_now()));
         Self::start(dir, false, config, Some(clock)).await
     }
@@ -83,18 +146,16 @@ impl TestApp {
         for sub in ["policies", "schema"] {
             copy_dir(&repo_dir().join(sub), &dir.path().join(sub));
         }
-        let config = Self::config_in(dir.path(), true, configure);
+        let config = Self::config_in(dir.path(), true, configure).await;
         Self::start(dir, true, config, None).await
     }
 
-    fn config_in(
+    async fn config_in(
         dir: &Path,
         policy_copy: bool,
         configure: impl FnOnce(&mut ServeConfig),
     ) -> ServeConfig {
-        let url = format!("sqlite://{}", dir.join("test.db").display())
-            .parse()
-            .expect("a valid sqlite URL");
+        let url = Backend::current().database(dir).await;
         let mut config = ServeConfig::for_tests(url, if policy_copy { dir } else { repo_dir() });
         config.invites.mail_url = Some(dir.join("outbox").display().to_string());
         configure(&mut config);
@@ -182,6 +243,14 @@ impl TestApp {
                 .expect("the server task panicked")
                 .expect("the server failed");
         }
+    }
+
+    /// A pool on the server's database, for what a test observes below the
+    /// API (tables, triggers). Queries must run on both backends.
+    pub async fn db(&self) -> sqlx::AnyPool {
+        cedargate::db::connect(&self.config.database_url)
+            .await
+            .unwrap_or_else(|e| panic!("the test database opens: {e}"))
     }
 
     /// The temporary directory of this server.

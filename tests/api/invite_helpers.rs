@@ -16,7 +16,6 @@ use cedargate::startup::offline_service;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::helpers::{TestApp, uid};
 
@@ -468,23 +467,9 @@ impl InviteApp {
 
     // ------------------------------------------------------------ database
 
-    /// A connection pool on the server's SQLite file.
-    pub async fn db(&self) -> SqlitePool {
-        let path = self
-            .app
-            .config
-            .database_url
-            .sqlite_path()
-            .expect("a SQLite database");
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(path)
-                    .busy_timeout(Duration::from_secs(5)),
-            )
-            .await
-            .expect("the SQLite file opens")
+    /// A pool on the server's database ([`TestApp::db`]).
+    pub async fn db(&self) -> sqlx::AnyPool {
+        self.app.db().await
     }
 }
 

@@ -38,7 +38,9 @@ fn remove_policy(policies: &Path, file: &str, id: &str) {
     write(&path, &format!("{}{}", &text[..start], &text[end..]));
 }
 
-#[tokio::test]
+on_both_backends!(
+    an_invalid_policy_file_is_refused_with_its_file_and_line_and_the_previous_set_keeps_serving
+);
 async fn an_invalid_policy_file_is_refused_with_its_file_and_line_and_the_previous_set_keeps_serving()
  {
     // Arrange
@@ -72,7 +74,7 @@ async fn an_invalid_policy_file_is_refused_with_its_file_and_line_and_the_previo
     assert!(status["last_reload_attempt_at"].is_i64(), "{status}");
 }
 
-#[tokio::test]
+on_both_backends!(an_invalid_schema_is_refused_with_its_file_and_the_previous_set_keeps_serving);
 async fn an_invalid_schema_is_refused_with_its_file_and_the_previous_set_keeps_serving() {
     // Arrange
     let app = TestApp::spawn_with_policy_copy().await;
@@ -104,7 +106,7 @@ async fn an_invalid_schema_is_refused_with_its_file_and_the_previous_set_keeps_s
     );
 }
 
-#[tokio::test]
+on_both_backends!(a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions);
 async fn a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions() {
     // Arrange
     let app = TestApp::spawn_with_policy_copy().await;
@@ -147,7 +149,7 @@ async fn a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions(
     assert!(ids.contains(&"billing-manage"), "{ids:?}");
 }
 
-#[tokio::test]
+on_both_backends!(the_policy_status_lists_every_policy_with_its_file_and_line);
 async fn the_policy_status_lists_every_policy_with_its_file_and_line() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -215,7 +217,10 @@ impl Drop for ClientExited {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends!(
+    reloads_under_load_never_fail_a_request_nor_mix_two_policy_sets,
+    multi_thread
+);
 async fn reloads_under_load_never_fail_a_request_nor_mix_two_policy_sets() {
     // Arrange
     const CLIENTS: usize = 8;
@@ -309,7 +314,7 @@ async fn reloads_under_load_never_fail_a_request_nor_mix_two_policy_sets() {
     );
 }
 
-#[tokio::test]
+on_both_backends!(the_file_watcher_reloads_a_changed_policy_file);
 async fn the_file_watcher_reloads_a_changed_policy_file() {
     // Arrange
     let app = TestApp::spawn_with_policy_copy_and(|cfg| cfg.watch = true).await;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use cedargate::mail::MAX_ATTEMPTS;
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::SqlitePool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -246,7 +245,7 @@ struct OutboxRow {
 }
 
 /// The server's database, read (and, to skip retry delays, written) directly.
-struct Outbox(SqlitePool);
+struct Outbox(sqlx::AnyPool);
 
 impl Outbox {
     async fn open(app: &InviteApp) -> Self {
@@ -326,7 +325,7 @@ async fn invite_rita(app: &InviteApp) -> String {
         .to_owned()
 }
 
-#[tokio::test]
+on_both_backends!(an_invitation_sent_over_smtp_arrives_with_a_link_that_activates_the_member);
 async fn an_invitation_sent_over_smtp_arrives_with_a_link_that_activates_the_member() {
     // Arrange
     let sink = SmtpSink::start().await;
@@ -364,7 +363,7 @@ async fn an_invitation_sent_over_smtp_arrives_with_a_link_that_activates_the_mem
     assert_eq!(sink.received().len(), 1, "one message, sent once");
 }
 
-#[tokio::test]
+on_both_backends!(a_refused_delivery_is_recorded_and_retried_until_the_server_accepts_it);
 async fn a_refused_delivery_is_recorded_and_retried_until_the_server_accepts_it() {
     // Arrange
     let sink = SmtpSink::start().await;
@@ -422,7 +421,9 @@ async fn a_refused_delivery_is_recorded_and_retried_until_the_server_accepts_it(
     assert_eq!(rita["status"], "ACTIVE", "{rita}");
 }
 
-#[tokio::test]
+on_both_backends!(
+    an_unreachable_smtp_server_keeps_the_invitation_and_flags_the_member_after_the_last_attempt
+);
 async fn an_unreachable_smtp_server_keeps_the_invitation_and_flags_the_member_after_the_last_attempt()
  {
     // Arrange

@@ -116,7 +116,10 @@ fn reference_answers(workload: &Path, generated: &Path, requests: &[Value]) -> V
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_backends!(
+    the_sidecar_decides_the_standard_workload_exactly_like_plain_cedar,
+    multi_thread
+);
 async fn the_sidecar_decides_the_standard_workload_exactly_like_plain_cedar() {
     // Arrange
     let workload = workload_dir();
