@@ -58,7 +58,11 @@ fn engine(rt: &Runtime, size: &str, decision_cache: u64) -> (Arc<Engine>, worklo
             let _ = std::fs::remove_file(&db);
         }
         let pool = cedargate::db::connect(&url).await.unwrap();
-        let store = Arc::new(EntityStore::new(pool, 2_000_000));
+        let store = Arc::new(EntityStore::new(
+            pool,
+            2_000_000,
+            cedargate::entities::DEFAULT_CHANGE_LOG_KEEP,
+        ));
         if !filled.is_file() {
             fill(&store, snapshot.schema(), &w.dir.join("entities.json")).await;
             std::fs::write(&filled, b"").unwrap();
@@ -97,6 +101,7 @@ fn authz_requests(w: &workload::Workload, n: usize) -> Vec<AuthzRequest> {
             resource: r["resource"].clone(),
             context: r["context"].clone(),
             entities: Vec::new(),
+            described_by: cedargate::engine::Describer::Caller,
         })
         .collect()
 }

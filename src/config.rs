@@ -92,6 +92,12 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_SYNC_INTERVAL_MS", default_value_t = 500)]
     pub sync_interval_ms: u64,
 
+    /// How many store revisions of the entity change log each write keeps
+    /// for the other sidecars. A sidecar that falls further behind (paused,
+    /// partitioned) empties all its caches when it catches up.
+    #[arg(long, env = "CEDARGATE_CHANGE_LOG_KEEP", default_value_t = crate::entities::DEFAULT_CHANGE_LOG_KEEP)]
+    pub change_log_keep: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CEDARGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -223,6 +229,7 @@ impl ServeConfig {
             decision_log_sample: 1.0,
             watch: false,
             sync_interval_ms: 100,
+            change_log_keep: crate::entities::DEFAULT_CHANGE_LOG_KEEP,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             invites: InviteArgs::for_tests(&repo.join("target").join("test-outbox")),

@@ -70,7 +70,15 @@ pub async fn offline_service(
     let pool = crate::db::connect(&args.database_url)
         .await
         .context("cannot open the database")?;
-    let store = Arc::new(EntityStore::new(pool, 10_000));
+    let store = Arc::new(EntityStore::new(
+        pool,
+        10_000,
+        crate::entities::DEFAULT_CHANGE_LOG_KEEP,
+    ));
+    store
+        .mark_synced()
+        .await
+        .context("cannot read the store revision")?;
     let engine = Arc::new(Engine::new(
         args.policy.clone(),
         snapshot,
@@ -127,7 +135,11 @@ impl Application {
         let pool = crate::db::connect(&config.database_url)
             .await
             .context("cannot open the database")?;
-        let store = Arc::new(EntityStore::new(pool, config.entity_cache_capacity));
+        let store = Arc::new(EntityStore::new(
+            pool,
+            config.entity_cache_capacity,
+            config.change_log_keep,
+        ));
         store
             .mark_synced()
             .await

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Entity, EntityUid};
+use cedar_policy::EntityUid;
 use cedar_policy_core::ast::Entity as CoreEntity;
 use serde::Serialize;
 
@@ -84,8 +84,22 @@ pub struct AuthzRequest {
     pub resource: serde_json::Value,
     /// The context object (`{}` when absent).
     pub context: serde_json::Value,
-    /// Request-scoped entities (Cedar entity JSON), overriding stored ones.
+    /// Request-scoped entities (Cedar entity JSON).
     pub entities: Vec<serde_json::Value>,
+    /// Who describes `entities`, and so how far they are believed.
+    pub described_by: Describer,
+}
+
+/// Who describes a request's entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Describer {
+    /// A host application: the store stays authoritative
+    /// ([`crate::policy::Supplied`]).
+    Caller,
+    /// This sidecar's own invitation service, which writes the store and
+    /// describes entities it is about to create (a new organization): its
+    /// descriptions replace stored entities.
+    Sidecar,
 }
 
 /// A decision and how it was reached.
@@ -287,7 +301,11 @@ impl Engine {
                 },
                 [principal, resource],
                 loaded.actions.get(action).map_or(&[], Vec::as_slice),
-                extra,
+                &extra,
+                match request.described_by {
+                    Describer::Caller => Some(snapshot.supplied()),
+                    Describer::Sidecar => None,
+                },
                 match snapshot.dereferenced_types() {
                     Some(follow) => Plan::Analysed {
                         id: snapshot.analysis_id(),
@@ -423,21 +441,22 @@ fn parse_request(
     })
 }
 
-/// Request-scoped entities, validated against the schema; the schema's
-/// action entities that parsing adds are left out.
-fn request_entities(
+/// Request-scoped entities (Cedar entity JSON), less the schema's action
+/// entities, which come from the schema.
+fn request_entities<'a>(
     loaded: &Loaded,
-    json: &[serde_json::Value],
-) -> Result<Vec<Entity>, RequestError> {
-    if json.is_empty() {
-        return Ok(Vec::new());
+    json: &'a [serde_json::Value],
+) -> Result<Vec<&'a serde_json::Value>, RequestError> {
+    let mut out = Vec::with_capacity(json.len());
+    for entity in json {
+        let uid = entity
+            .get("uid")
+            .map(|u| parse_uid("entity", u))
+            .transpose()?
+            .ok_or_else(|| RequestError::Entities("an entity has no `uid`".to_owned()))?;
+        if !loaded.actions.contains_key(&uid) {
+            out.push(entity);
+        }
     }
-    let entities = loaded
-        .snapshot
-        .entities(serde_json::Value::Array(json.to_vec()))?;
-    Ok(entities
-        .iter()
-        .filter(|e| !loaded.actions.contains_key(&e.uid()))
-        .cloned()
-        .collect())
+    Ok(out)
 }

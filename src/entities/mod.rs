@@ -12,6 +12,15 @@
 //! before the write can be served after it. Each write transaction is one
 //! store revision; `sync` applies other processes' revisions and skips this
 //! process's own, which were applied when they were written.
+//!
+//! INVARIANT: every cached entity is as it was at the store revision the
+//! process has synced to (a change is evicted before that revision moves
+//! past it, and a database read is cached only if it was made at that
+//! revision). A slice is therefore one state of the store: it takes its
+//! entities from the cache and from database reads made at the synced
+//! revision, and is accepted only if neither the revision nor the epoch
+//! moved while it was assembled; otherwise the process catches up and
+//! assembles it again.
 
 mod sql;
 
@@ -28,6 +37,8 @@ use cedar_policy_core::ast::{Entity as CoreEntity, EntityUID};
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use sqlx::AnyPool;
+
+use crate::policy::Supplied;
 
 pub use sql::StoreError;
 
@@ -66,6 +77,29 @@ struct Closed {
     entity: Arc<CoreEntity>,
     /// References of followed types, to `MAX_DEREF_DEPTH` hops.
     reach: Vec<(EntityUid, Arc<CoreEntity>)>,
+}
+
+/// How many store revisions of the change log writes keep by default.
+pub const DEFAULT_CHANGE_LOG_KEEP: u64 = 100_000;
+
+/// How many times a slice is assembled again after the store moved under
+/// it, before the decision is denied.
+const SLICE_ATTEMPTS: usize = 8;
+
+/// The state this process's caches reflect: the store revision synced to
+/// and the invalidation epoch. Both only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    revision: u64,
+    epoch: u64,
+}
+
+/// What one slice assembly reads with: the schema, and the position every
+/// read must agree with.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    schema: SchemaRef<'a>,
+    at: Position,
 }
 
 /// Caches keyed by entity uid. foldhash rather than SipHash: these lookups
@@ -139,11 +173,19 @@ pub struct EntityStore {
     /// Revisions this process wrote (and applied then) that `sync` has not
     /// passed yet: applying them again would only empty the caches.
     own: Mutex<BTreeSet<u64>>,
+    /// One catch-up at a time: readers that found the store moved wait for
+    /// the one in progress instead of each reading the change log.
+    syncing: tokio::sync::Mutex<()>,
+    /// How many revisions of the change log a write keeps for the other
+    /// sidecars.
+    change_log_keep: u64,
 }
 
 impl EntityStore {
-    /// A store over `pool` caching up to `capacity` parsed entities.
-    pub fn new(pool: AnyPool, capacity: u64) -> Self {
+    /// A store over `pool` caching up to `capacity` parsed entities, whose
+    /// writes keep the last `change_log_keep` revisions of the change log
+    /// for other sidecars to catch up on.
+    pub fn new(pool: AnyPool, capacity: u64, change_log_keep: u64) -> Self {
         Self {
             pool,
             cache: uid_cache(capacity),
@@ -152,6 +194,8 @@ impl EntityStore {
             gate: RwLock::new(()),
             synced: AtomicU64::new(0),
             own: Mutex::new(BTreeSet::new()),
+            syncing: tokio::sync::Mutex::new(()),
+            change_log_keep,
         }
     }
 
@@ -162,7 +206,22 @@ impl EntityStore {
 
     /// The invalidation epoch: any entity change moves it.
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// The store revision this process's caches reflect.
+    pub fn revision(&self) -> u64 {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    fn position(&self) -> Position {
+        // The revision first: writers move the epoch before the revision,
+        // so a pair read in between never matches a later reading.
+        let revision = self.revision();
+        Position {
+            revision,
+            epoch: self.epoch(),
+        }
     }
 
     /// Number of parsed entities currently cached.
@@ -176,7 +235,7 @@ impl EntityStore {
         // Empty first: a request that sees the new epoch must not find an
         // entry parsed with the old schema.
         self.cache.invalidate_all();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Validates `json` (an array of Cedar entities) against `schema`, then
@@ -228,7 +287,7 @@ impl EntityStore {
         tx: sqlx::Transaction<'_, sqlx::Any>,
         changed: &[EntityUid],
     ) -> Result<Option<u64>, StoreError> {
-        let revision = sql::commit(tx, changed).await?;
+        let revision = sql::commit(tx, changed, self.change_log_keep).await?;
         self.applied(revision, changed);
         Ok(revision)
     }
@@ -245,6 +304,9 @@ impl EntityStore {
 
     /// After this process committed `revision`: drops what it changed from
     /// the caches, moves the epoch, and remembers the revision as applied.
+    /// When it directly follows the synced revision, the caches now reflect
+    /// it: the synced revision moves to it (after the eviction, see
+    /// INVARIANT) without a read of the change log.
     fn applied<'a>(&self, revision: Option<u64>, changed: impl IntoIterator<Item = &'a EntityUid>) {
         let Some(revision) = revision else { return };
         self.own
@@ -252,6 +314,12 @@ impl EntityStore {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(revision);
         self.invalidate(changed);
+        let _ = self.synced.compare_exchange(
+            revision - 1,
+            revision,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 
     /// Drops `uids` from the cache and moves the epoch.
@@ -260,36 +328,62 @@ impl EntityStore {
         for uid in uids {
             self.cache.invalidate(uid);
         }
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Applies the revisions other processes wrote since the last call (the
-    /// sidecars sharing a PostgreSQL store); this process's own were applied
-    /// when written. Returns how many entities were invalidated.
+    /// Forgets every cached entity and moves the epoch.
+    fn invalidate_all(&self) {
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.cache.invalidate_all();
+        self.closed.invalidate_all();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Catches up with the store: applies the revisions other processes
+    /// wrote since the last call (the sidecars sharing a database); this
+    /// process's own were applied when written. When the change log no
+    /// longer holds every revision since the last call (this process was
+    /// paused while more than the kept window was written), every cache is
+    /// emptied. Returns how many entities were invalidated.
     pub async fn sync(&self) -> Result<usize, StoreError> {
-        let seen = self.synced.load(Ordering::Acquire);
-        let (revision, mut changed) = sql::changes_since(&self.pool, seen).await?;
-        if revision <= seen {
+        let _one = self.syncing.lock().await;
+        let seen = self.revision();
+        let log = sql::changes_since(&self.pool, seen).await?;
+        if log.revision <= seen {
             return Ok(0);
         }
+        let mut changed = log.changes;
         {
             let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
             changed.retain(|(r, _)| !own.contains(r));
             // A revision committed but not yet marked own is applied here
             // as well: one needless invalidation, never a missed one.
-            own.retain(|r| *r > revision);
+            own.retain(|r| *r > log.revision);
         }
-        if !changed.is_empty() {
-            self.invalidate(changed.iter().map(|(_, uid)| uid));
-        }
-        self.synced.fetch_max(revision, Ordering::AcqRel);
-        Ok(changed.len())
+        let invalidated = if log.complete {
+            if !changed.is_empty() {
+                self.invalidate(changed.iter().map(|(_, uid)| uid));
+            }
+            changed.len()
+        } else {
+            tracing::warn!(
+                from = seen,
+                to = log.revision,
+                oldest_kept = log.oldest,
+                "this sidecar fell behind the pruned change log: every cached entity is dropped"
+            );
+            let cached = self.cache.entry_count() as usize;
+            self.invalidate_all();
+            cached
+        };
+        self.synced.fetch_max(log.revision, Ordering::SeqCst);
+        Ok(invalidated)
     }
 
     /// Marks every change up to now as applied (at start, when caches are empty).
     pub async fn mark_synced(&self) -> Result<(), StoreError> {
         let revision = sql::revision(&self.pool).await?;
-        self.synced.fetch_max(revision, Ordering::AcqRel);
+        self.synced.fetch_max(revision, Ordering::SeqCst);
         Ok(())
     }
 
@@ -303,31 +397,36 @@ impl EntityStore {
         sql::count(&self.pool).await
     }
 
-    /// Loads one entity, from the cache or the database.
+    /// Loads one entity, from the cache or the database. A database read
+    /// made at another revision than `view.at` fails with
+    /// [`SliceError::Moved`]: it cannot be mixed with the cached entities.
     async fn get(
         &self,
-        schema: SchemaRef<'_>,
+        view: View<'_>,
         uid: &EntityUid,
     ) -> Result<Option<Arc<Parsed>>, SliceError> {
         if let Some(hit) = self.cache.get(uid)
-            && hit.as_ref().is_none_or(|p| p.schema == schema.digest)
+            && hit.as_ref().is_none_or(|p| p.schema == view.schema.digest)
         {
             return Ok(hit);
         }
-        let epoch = self.epoch();
-        let parsed = match sql::get(&self.pool, uid).await? {
+        let (revision, body) = sql::get(&self.pool, uid).await?;
+        if revision != view.at.revision {
+            return Err(SliceError::Moved);
+        }
+        let parsed = match body {
             None => None,
-            Some(body) => Some(Arc::new(parse(schema, &body).map_err(|e| {
+            Some(body) => Some(Arc::new(parse(view.schema, &body).map_err(|e| {
                 SliceError::Corrupt {
                     uid: uid.to_string(),
                     reason: e,
                 }
             })?)),
         };
-        // Inserted only if no write invalidated since we read the epoch,
-        // and atomically so with respect to invalidation (see INVARIANT).
+        // Inserted only if nothing moved since the view was taken, and
+        // atomically so with respect to invalidation (see INVARIANT).
         let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
-        if self.epoch() == epoch {
+        if self.position() == view.at {
             self.cache.insert(uid.clone(), parsed.clone());
         }
         Ok(parsed)
@@ -337,12 +436,46 @@ impl EntityStore {
     /// `action` (the request's action entity and its groups). `extra`
     /// (request-scoped entities) take precedence over stored entities with
     /// the same uid; with them the plan is always [`Plan::Everything`].
+    ///
+    /// The slice is one state of the store (see INVARIANT): when the store
+    /// moves while it is assembled, this process catches up and assembles
+    /// it again, up to `SLICE_ATTEMPTS` times, then gives up.
     pub async fn slice(
         &self,
         schema: SchemaRef<'_>,
         roots: [&EntityUid; 2],
         action: &[Arc<CoreEntity>],
-        extra: Vec<Entity>,
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
+        plan: Plan<'_>,
+    ) -> Result<Entities, SliceError> {
+        for _ in 0..SLICE_ATTEMPTS {
+            let view = View {
+                schema,
+                at: self.position(),
+            };
+            match self
+                .slice_at(view, roots, action, extra, supplied, plan)
+                .await
+            {
+                Ok(entities) if self.position() == view.at => return Ok(entities),
+                Ok(_) => {}
+                Err(SliceError::Moved) => {
+                    self.sync().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SliceError::Unsettled(SLICE_ATTEMPTS))
+    }
+
+    async fn slice_at(
+        &self,
+        view: View<'_>,
+        roots: [&EntityUid; 2],
+        action: &[Arc<CoreEntity>],
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
         plan: Plan<'_>,
     ) -> Result<Entities, SliceError> {
         let built = match plan {
@@ -352,7 +485,7 @@ impl EntityStore {
                 literals,
             } if extra.is_empty() => {
                 let out = self
-                    .analysed_slice(schema, roots, id, follow, literals)
+                    .analysed_slice(view, roots, id, follow, literals)
                     .await?;
                 // Sound without a transitive-closure pass: the roots carry
                 // their whole ancestor set, action entities come closed from
@@ -366,7 +499,7 @@ impl EntityStore {
                 )
             }
             _ => {
-                let out = self.full_slice(schema, roots, extra).await?;
+                let out = self.full_slice(view, roots, extra, supplied).await?;
                 CoreEntities::from_entities(
                     out.into_values()
                         .chain(action.iter().cloned())
@@ -387,7 +520,7 @@ impl EntityStore {
     /// but a root is ever on the left of `in` (the analysis checked).
     async fn analysed_slice(
         &self,
-        schema: SchemaRef<'_>,
+        view: View<'_>,
         roots: [&EntityUid; 2],
         analysis: u64,
         follow: &HashSet<EntityTypeName>,
@@ -397,7 +530,7 @@ impl EntityStore {
         let mut closed = Vec::with_capacity(2);
         for root in roots {
             if !out.contains_key(root)
-                && let Some(c) = self.closed(schema, root, analysis, follow).await?
+                && let Some(c) = self.closed(view, root, analysis, follow).await?
             {
                 out.insert(root.clone(), Arc::clone(&c.entity));
                 closed.push(c);
@@ -410,7 +543,7 @@ impl EntityStore {
         }
         if !literals.is_empty() {
             let start = literals.iter().map(|u| (u.clone(), 0)).collect();
-            for (uid, entity) in self.reach(schema, start, follow, None).await? {
+            for (uid, entity) in self.reach(view, start, follow, None).await? {
                 out.entry(uid).or_insert(entity);
             }
         }
@@ -422,7 +555,7 @@ impl EntityStore {
     /// at its least depth. `from` (a root) is never included.
     async fn reach(
         &self,
-        schema: SchemaRef<'_>,
+        view: View<'_>,
         mut queue: VecDeque<(EntityUid, usize)>,
         follow: &HashSet<EntityTypeName>,
         from: Option<&EntityUid>,
@@ -433,7 +566,7 @@ impl EntityStore {
             if !seen.insert(uid.clone()) {
                 continue;
             }
-            let Some(parsed) = self.get(schema, &uid).await? else {
+            let Some(parsed) = self.get(view, &uid).await? else {
                 continue;
             };
             if depth < MAX_DEREF_DEPTH {
@@ -452,26 +585,26 @@ impl EntityStore {
     /// built once per entity epoch and policy analysis.
     async fn closed(
         &self,
-        schema: SchemaRef<'_>,
+        view: View<'_>,
         uid: &EntityUid,
         analysis: u64,
         follow: &HashSet<EntityTypeName>,
     ) -> Result<Option<Arc<Closed>>, SliceError> {
-        let epoch = self.epoch();
+        let epoch = view.at.epoch;
         if let Some(hit) = self.closed.get(uid)
             && hit.epoch == epoch
             && hit.analysis == analysis
         {
             return Ok(Some(hit));
         }
-        let Some(parsed) = self.get(schema, uid).await? else {
+        let Some(parsed) = self.get(view, uid).await? else {
             return Ok(None);
         };
         let mut ancestors: HashSet<EntityUid> = HashSet::new();
         let mut stack: Vec<EntityUid> = parsed.parents().collect();
         while let Some(a) = stack.pop() {
             if ancestors.insert(a.clone())
-                && let Some(p) = self.get(schema, &a).await?
+                && let Some(p) = self.get(view, &a).await?
             {
                 stack.extend(p.parents());
             }
@@ -501,7 +634,7 @@ impl EntityStore {
             .filter(|r| follow.contains(r.type_name()))
             .map(|r| (r.clone(), 1))
             .collect();
-        let reach = self.reach(schema, start, follow, Some(uid)).await?;
+        let reach = self.reach(view, start, follow, Some(uid)).await?;
         // Built from data read at `epoch`: a later write moved the epoch, so
         // this entry is never served after it.
         let closed = Arc::new(Closed {
@@ -518,15 +651,36 @@ impl EntityStore {
     /// ancestor, with request-scoped entities in place of stored ones.
     async fn full_slice(
         &self,
-        schema: SchemaRef<'_>,
+        view: View<'_>,
         roots: [&EntityUid; 2],
-        extra: Vec<Entity>,
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
     ) -> Result<SliceMap, SliceError> {
-        let mut out: SliceMap = extra
-            .into_iter()
-            .map(|e| (e.uid(), Arc::new(e.as_ref().clone())))
-            .collect();
-        let request_scoped: HashSet<EntityUid> = out.keys().cloned().collect();
+        let mut out = SliceMap::with_capacity_and_hasher(8, Default::default());
+        // Entities the store does not hold, which the request describes whole.
+        let mut request_scoped: HashSet<EntityUid> = HashSet::new();
+        for given in extra {
+            let (entity, stored) = match supplied {
+                Some(rules) => {
+                    let uid = given
+                        .get("uid")
+                        .and_then(|u| EntityUid::from_json(u.clone()).ok());
+                    let stored = match &uid {
+                        Some(uid) => self.get(view, uid).await?,
+                        None => None,
+                    };
+                    let stored_entity = stored.as_ref().map(|p| &*p.entity);
+                    let entity = rules.resolve(view.schema.schema, stored_entity, given)?;
+                    (entity, stored.is_some())
+                }
+                None => (crate::policy::describe(view.schema.schema, given)?, false),
+            };
+            let uid = EntityUid::from(entity.uid().clone());
+            if !stored {
+                request_scoped.insert(uid.clone());
+            }
+            out.insert(uid, Arc::new(entity));
+        }
         // The smallest depth each entity was expanded at: an entity met first
         // as an ancestor and later as a nearer reference is expanded again.
         let mut expanded: HashMap<EntityUid, usize> = HashMap::new();
@@ -546,7 +700,7 @@ impl EntityStore {
                 continue;
             }
             expanded.insert(uid.clone(), depth);
-            let Some(parsed) = self.get(schema, &uid).await? else {
+            let Some(parsed) = self.get(view, &uid).await? else {
                 continue;
             };
             queue.extend(parsed.parents().map(|p| (p, MAX_DEREF_DEPTH)));
@@ -581,6 +735,16 @@ pub enum SliceError {
     /// Cedar refused the slice (e.g. a hierarchy cycle).
     #[error("cannot build the entity slice: {0}")]
     Build(String),
+    /// The request contradicts the store about an entity.
+    #[error(transparent)]
+    Supplied(#[from] crate::policy::SupplyError),
+    /// A database read was made at another store revision than the cached
+    /// entities reflect. [`EntityStore::slice`] catches up and retries.
+    #[error("the store moved while the slice was read")]
+    Moved,
+    /// The store kept moving while the slice was assembled.
+    #[error("the store changed during each of {0} attempts to read one consistent state")]
+    Unsettled(usize),
 }
 
 /// Validates an array of entities against the schema and returns each with
@@ -698,7 +862,11 @@ mod tests {
             .parse()
             .expect("a sqlite URL");
         let open = || async {
-            let store = EntityStore::new(crate::db::connect(&url).await.expect("open"), 100);
+            let store = EntityStore::new(
+                crate::db::connect(&url).await.expect("open"),
+                100,
+                DEFAULT_CHANGE_LOG_KEEP,
+            );
             store.mark_synced().await.expect("revision");
             store
         };

@@ -9,22 +9,27 @@ use sqlx::{AnyPool, Row};
 #[error("entity store: {0}")]
 pub struct StoreError(#[from] sqlx::Error);
 
-/// How many changes are kept for other sidecars to catch up on; older ones
-/// are pruned on write (a sidecar further behind clears its whole cache).
-const CHANGE_LOG_KEEP: i64 = 100_000;
-
 fn type_and_id(uid: &EntityUid) -> (String, String) {
     (uid.type_name().to_string(), uid.id().unescaped().to_owned())
 }
 
-pub(super) async fn get(pool: &AnyPool, uid: &EntityUid) -> Result<Option<String>, StoreError> {
+/// One entity's body (`None`: not stored) and the store revision it was
+/// read at, in one statement and so from one snapshot.
+pub(super) async fn get(
+    pool: &AnyPool,
+    uid: &EntityUid,
+) -> Result<(u64, Option<String>), StoreError> {
     let (ty, id) = type_and_id(uid);
-    let row = sqlx::query("select body from entity where entity_type = $1 and entity_id = $2")
-        .bind(ty)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| r.get::<String, _>(0)))
+    let row = sqlx::query(
+        "select (select revision from store_revision where id = 1),
+                (select body from entity where entity_type = $1 and entity_id = $2)",
+    )
+    .bind(ty)
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    let revision: i64 = row.get(0);
+    Ok((revision.max(0) as u64, row.get(1)))
 }
 
 /// Writes the rows only: [`commit`] records the change.
@@ -73,12 +78,13 @@ pub(super) async fn delete_in(
 pub(super) async fn commit(
     mut tx: sqlx::Transaction<'_, sqlx::Any>,
     changed: &[EntityUid],
+    keep: u64,
 ) -> Result<Option<u64>, StoreError> {
     if changed.is_empty() {
         tx.commit().await?;
         return Ok(None);
     }
-    let revision = bump_revision(&mut tx).await?;
+    let revision = bump_revision(&mut tx, keep).await?;
     for uid in changed {
         let (ty, id) = type_and_id(uid);
         record_change(&mut tx, revision, &ty, &id).await?;
@@ -87,7 +93,12 @@ pub(super) async fn commit(
     Ok(Some(revision.max(0) as u64))
 }
 
-async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
+/// Takes the next revision and prunes the change log to the last `keep`
+/// revisions.
+async fn bump_revision(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    keep: u64,
+) -> Result<i64, StoreError> {
     let revision: i64 = sqlx::query(
         "update store_revision set revision = revision + 1 where id = 1 returning revision",
     )
@@ -95,7 +106,7 @@ async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64,
     .await?
     .get(0);
     sqlx::query("delete from entity_change where revision < $1")
-        .bind(revision - CHANGE_LOG_KEEP)
+        .bind(revision.saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX)))
         .execute(&mut **tx)
         .await?;
     Ok(revision)
@@ -131,15 +142,30 @@ pub(super) async fn count(pool: &AnyPool) -> Result<i64, StoreError> {
         .get(0))
 }
 
-/// The current revision and the entities changed after `since`, each with
-/// the revision that changed it.
-pub(super) async fn changes_since(
-    pool: &AnyPool,
-    since: u64,
-) -> Result<(u64, Vec<(u64, EntityUid)>), StoreError> {
+/// What the change log says happened after a revision.
+#[derive(Debug)]
+pub(super) struct ChangeLog {
+    /// The current store revision.
+    pub revision: u64,
+    /// The entities changed after the asked revision, each with the
+    /// revision that changed it.
+    pub changes: Vec<(u64, EntityUid)>,
+    /// Whether the log still holds every revision after the asked one.
+    pub complete: bool,
+    /// The oldest revision the log still holds.
+    pub oldest: Option<u64>,
+}
+
+/// The changes after `since`, up to the current revision.
+pub(super) async fn changes_since(pool: &AnyPool, since: u64) -> Result<ChangeLog, StoreError> {
     let current = revision(pool).await?;
     if current <= since {
-        return Ok((current, Vec::new()));
+        return Ok(ChangeLog {
+            revision: current,
+            changes: Vec::new(),
+            complete: true,
+            oldest: None,
+        });
     }
     let rows = sqlx::query(
         "select revision, entity_type, entity_id from entity_change where revision > $1 and revision <= $2",
@@ -148,7 +174,7 @@ pub(super) async fn changes_since(
     .bind(current as i64)
     .fetch_all(pool)
     .await?;
-    let uids = rows
+    let changes = rows
         .into_iter()
         .filter_map(|r| {
             let revision: i64 = r.get(0);
@@ -159,5 +185,19 @@ pub(super) async fn changes_since(
             Some((revision.max(0) as u64, uid))
         })
         .collect();
-    Ok((current, uids))
+    // Read after the changes: pruning only removes, so if the log still
+    // reaches back to `since` now, it did when the changes were read.
+    let oldest: Option<i64> = sqlx::query("select min(revision) from entity_change")
+        .fetch_one(pool)
+        .await?
+        .get(0);
+    let oldest = oldest.map(|o| o.max(0) as u64);
+    Ok(ChangeLog {
+        revision: current,
+        changes,
+        // Every revision records at least one change, so the revision
+        // after `since` is in the log unless it was pruned.
+        complete: oldest.is_some_and(|o| o <= since + 1),
+        oldest,
+    })
 }

@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, RequestId};
 use super::native::MAX_BATCH;
-use crate::engine::{AuthzRequest, Decided};
+use crate::engine::{AuthzRequest, Decided, Describer};
 
 /// A subject or resource.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -173,6 +173,7 @@ fn to_request(
         resource: uid(resource),
         context: context.cloned().unwrap_or_else(|| json!({})),
         entities,
+        described_by: Describer::Caller,
     }
 }
 

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, RequestId};
-use crate::engine::{AuthzRequest, Decided};
+use crate::engine::{AuthzRequest, Decided, Describer};
 
 /// Largest batch accepted in one call.
 pub const MAX_BATCH: usize = 10_000;
@@ -39,6 +39,7 @@ impl From<IsAuthorizedRequest> for AuthzRequest {
             resource: r.resource,
             context: r.context.unwrap_or_else(|| serde_json::json!({})),
             entities: r.entities,
+            described_by: Describer::Caller,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::store::{self, InvitationRow, MembershipRow, OrgRow};
 use super::token::{InviteToken, hash_token};
 use super::{InviteError, project, rules};
 use crate::audit::{self, Event};
-use crate::engine::{AuthzRequest, Engine};
+use crate::engine::{AuthzRequest, Describer, Engine};
 use crate::mail::{self, Mailer, Outgoing};
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -347,6 +347,7 @@ impl InviteService {
             resource: resource.clone(),
             context: Value::Object(context),
             entities,
+            described_by: Describer::Sidecar,
         };
         let decided = self
             .engine
@@ -1402,6 +1403,7 @@ impl InviteService {
             resource: json!({"type": "Organization", "id": org_id}),
             context: json!({"mfa": true}),
             entities: Vec::new(),
+            described_by: Describer::Sidecar,
         };
         if self.engine.decide(&request, "").await.decision.allow {
             return Ok(());

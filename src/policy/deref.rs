@@ -56,38 +56,16 @@ pub(super) fn dereferenced_types(
         return None;
     }
     let mut out = HashSet::new();
-    for fragment in schema_fragments {
-        let namespaces = fragment.as_object()?;
-        for (ns, decl) in namespaces {
-            let Some(types) = decl.get("entityTypes").and_then(Value::as_object) else {
-                continue;
-            };
-            for (name, ty) in types {
-                let full = if ns.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{ns}::{name}")
-                };
-                let has_tags = ty.get("tags").is_some();
-                let attrs =
-                    ty.get("shape")
-                        .map(|shape| match shape.get("type").and_then(Value::as_str) {
-                            Some("Record") => shape
-                                .get("attributes")
-                                .and_then(Value::as_object)
-                                .map(|a| a.keys().cloned().collect::<Vec<_>>()),
-                            // A shape given by a common type: attributes unknown here.
-                            _ => None,
-                        });
-                let read = match attrs {
-                    None => false,
-                    Some(None) => true,
-                    Some(Some(names)) => names.iter().any(|a| reads.attrs.contains(a)),
-                };
-                if read || (has_tags && reads.tags) {
-                    out.insert(full);
-                }
-            }
+    for (full, ty) in super::supplied::entity_types(schema_fragments) {
+        let has_tags = ty.get("tags").is_some();
+        let read = match ty.get("shape") {
+            None => false,
+            // A shape given by a common type: attributes unknown here.
+            Some(_) => super::supplied::attributes(ty)
+                .is_none_or(|attrs| attrs.keys().any(|a| reads.attrs.contains(a))),
+        };
+        if read || (has_tags && reads.tags) {
+            out.insert(full);
         }
     }
     Some(Analysis {

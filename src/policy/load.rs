@@ -82,6 +82,7 @@ pub fn load(policies: &Path, schema: &Path) -> Result<PolicySnapshot, LoadError>
     match schema {
         Some(schema) if problems.is_empty() => Ok(PolicySnapshot::new(
             super::deref::dereferenced_types(&fragment_json, &set),
+            super::Supplied::from_fragments(&fragment_json),
             set,
             schema,
             schema_digest,

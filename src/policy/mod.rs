@@ -9,6 +9,7 @@ mod error;
 pub mod fmt;
 mod load;
 mod narrow;
+mod supplied;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use serde::Serialize;
 pub use error::{LoadError, RequestError, render_report};
 pub(crate) use load::list_files;
 pub use load::load;
+pub use supplied::{Supplied, SupplyError, describe};
 
 /// Where a policy was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,6 +67,8 @@ pub struct PolicySnapshot {
     /// The schema's entity and action type names, so that request uids
     /// need no run of Cedar's parser.
     type_names: HashMap<String, EntityTypeName>,
+    /// What a request may say about an entity (`@source` annotations).
+    supplied: Supplied,
 }
 
 /// The answer to one request. A Deny is data, not an error.
@@ -98,6 +102,7 @@ impl Decision {
 impl PolicySnapshot {
     fn new(
         analysis: Option<deref::Analysis>,
+        supplied: Supplied,
         policies: PolicySet,
         schema: Schema,
         schema_digest: [u8; 32],
@@ -121,6 +126,7 @@ impl PolicySnapshot {
             analysis_id: NEXT_ANALYSIS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             narrowed,
             type_names,
+            supplied,
             literals: analysis
                 .as_ref()
                 .map(|a| {
@@ -150,6 +156,11 @@ impl PolicySnapshot {
                     .find(|(pt, rt, _)| pt == p.type_name() && rt == r.type_name())
             })
             .map_or(&self.policies, |(_, _, set)| set)
+    }
+
+    /// What a request may say about an entity.
+    pub fn supplied(&self) -> &Supplied {
+        &self.supplied
     }
 
     /// Parses a request's entity reference like [`parse_uid`], looking the

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, action, example_entity, uid};
+use crate::helpers::{Api, TestApp, action, example_entity, uid};
 
 /// Every endpoint behind the token, with a body it would accept.
 fn protected_endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
@@ -47,12 +47,12 @@ async fn health_readiness_and_authzen_discovery_answer_without_a_token() {
 
     for path in ["/healthz", "/readyz", "/.well-known/authzen-configuration"] {
         // Act
-        let (status, body) = TestApp::send(app.client.get(app.url(path))).await;
+        let (status, body) = Api::send(app.client.get(app.url(path))).await;
 
         // Assert
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
-    let (_, discovery) = TestApp::send(
+    let (_, discovery) = Api::send(
         app.client
             .get(app.url("/.well-known/authzen-configuration")),
     )
@@ -83,7 +83,7 @@ async fn every_other_endpoint_answers_401_with_a_json_error_without_the_token_or
             }
 
             // Act
-            let (status, answer) = TestApp::send(request).await;
+            let (status, answer) = Api::send(request).await;
 
             // Assert
             assert_eq!(
@@ -201,11 +201,10 @@ async fn uids_given_as_objects_are_decided_like_uid_strings() {
 }
 
 /// A user the store does not hold, and their membership in acme.
-fn newcomer_entities(billing: u8) -> Value {
+fn newcomer_entities() -> Value {
     let mut membership = example_entity("Membership", "acme/rita");
     membership["uid"]["id"] = json!("acme/nina");
     membership["attrs"]["user"] = json!({"__entity": {"type": "User", "id": "nina"}});
-    membership["attrs"]["perms"]["billing"] = json!(billing);
     json!([
         {
             "uid": {"type": "User", "id": "nina"},
@@ -217,51 +216,61 @@ fn newcomer_entities(billing: u8) -> Value {
     ])
 }
 
-on_both_backends!(request_scoped_entities_decide_for_a_user_the_store_does_not_hold);
-async fn request_scoped_entities_decide_for_a_user_the_store_does_not_hold() {
+on_both_backends!(request_entities_of_store_only_types_are_refused_and_deny);
+async fn request_entities_of_store_only_types_are_refused_and_deny() {
+    // Arrange: the model keeps users and memberships in the store only.
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let mut inactive = example_entity("Membership", "acme/olivia");
+    inactive["attrs"]["status"] = json!("INACTIVE");
+    let ask = |principal: &str, entities: Value| {
+        json!({"principal": uid("User", principal), "action": action("billing.read"),
+               "resource": uid("Organization", "acme"), "entities": entities})
+    };
+
+    // Act
+    let newcomer = app
+        .is_authorized_body(&ask("nina", newcomer_entities()))
+        .await;
+    let replaced = app
+        .is_authorized_body(&ask("olivia", json!([inactive])))
+        .await;
+
+    // Assert
+    for answer in [&newcomer, &replaced] {
+        assert_eq!(answer["decision"], "deny", "{answer}");
+        assert!(
+            answer["errors"]
+                .to_string()
+                .contains("comes from the entity store only"),
+            "{answer}"
+        );
+    }
+}
+
+on_both_backends!(request_entities_describe_host_owned_resources_the_store_does_not_hold);
+async fn request_entities_describe_host_owned_resources_the_store_does_not_hold() {
     // Arrange
     let app = TestApp::spawn().await;
     app.load_example().await;
-    let request = json!({"principal": uid("User", "nina"), "action": action("billing.read"), "resource": uid("Organization", "acme")});
-    let without = app.is_authorized_body(&request).await;
+    let account = json!({"uid": {"type": "Account", "id": "host-7"},
+        "attrs": {"tenant": "globex", "accountType": "Active", "name": "host-7"}, "parents": []});
+    let request = json!({"principal": uid("User", "max"), "action": action("accounts.read"),
+                         "resource": uid("Account", "host-7"), "context": {"mfa": true}});
     let mut with = request.clone();
-    with["entities"] = newcomer_entities(1);
+    with["entities"] = json!([account]);
 
     // Act
     let answer = app.is_authorized_body(&with).await;
 
     // Assert
-    assert_eq!(without["decision"], "deny", "{without}");
     assert_eq!(answer["decision"], "allow", "{answer}");
-    assert_eq!(answer["reasons"], json!(["billing-read"]));
+    assert_eq!(answer["reasons"], json!(["accounts-read"]));
     let after = app.is_authorized_body(&request).await;
     assert_eq!(
         after["decision"], "deny",
         "request-scoped entities must not be stored: {after}"
     );
-}
-
-on_both_backends!(request_scoped_entities_take_the_place_of_stored_ones);
-async fn request_scoped_entities_take_the_place_of_stored_ones() {
-    // Arrange
-    let app = TestApp::spawn().await;
-    app.load_example().await;
-    let mut membership = example_entity("Membership", "acme/olivia");
-    membership["attrs"]["status"] = json!("INACTIVE");
-    let request = json!({
-        "principal": uid("User", "olivia"),
-        "action": action("billing.read"),
-        "resource": uid("Organization", "acme"),
-        "entities": [membership],
-    });
-
-    // Act
-    let answer = app.is_authorized_body(&request).await;
-
-    // Assert
-    assert_eq!(answer["decision"], "deny", "{answer}");
-    assert_eq!(answer["reasons"], json!(["member-must-be-active"]));
-    assert_eq!(answer["cached"], false);
 }
 
 /// A request of the batch test and the answer it must get.
@@ -380,7 +389,7 @@ async fn malformed_json_is_a_400_with_a_json_error() {
             .body(r#"{"principal": "User::\"olivia\"", "#);
 
         // Act
-        let (status, body) = TestApp::send(request).await;
+        let (status, body) = Api::send(request).await;
 
         // Assert
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
@@ -410,7 +419,7 @@ async fn a_body_without_the_json_content_type_is_a_400_with_a_json_error() {
         }
 
         // Act
-        let (status, answer) = TestApp::send(request).await;
+        let (status, answer) = Api::send(request).await;
 
         // Assert
         assert_eq!(
@@ -511,7 +520,7 @@ async fn a_body_larger_than_the_limit_is_a_413_with_a_json_error() {
         };
 
         // Act
-        let (status, answer) = TestApp::send(app.request(method, path).json(&body)).await;
+        let (status, answer) = Api::send(app.request(method, path).json(&body)).await;
 
         // Assert
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {answer}");
@@ -771,7 +780,7 @@ async fn the_decision_log_has_one_json_line_per_decision_and_never_the_token() {
     let body = json!({"principal": uid("User", "olivia"), "action": action("billing.read"), "resource": uid("Organization", "acme"), "context": {"mfa": true}});
 
     // Act
-    let (status, answer) = TestApp::send(
+    let (status, answer) = Api::send(
         app.request(Method::POST, "/v1/is_authorized")
             .header("x-request-id", "log-request-1")
             .json(&body),

@@ -105,27 +105,97 @@ async fn an_evaluation_passes_the_context_to_the_policies() {
     assert_eq!(with["decision"], true, "{with}");
 }
 
-on_both_backends!(subject_properties_replace_the_stored_entity_for_the_request);
-async fn subject_properties_replace_the_stored_entity_for_the_request() {
-    // Arrange: nina is not in the store; her properties make her a systemAdmin.
+/// `POST /access/v1/evaluation`, which must answer 200.
+async fn evaluate(app: &TestApp, body: &Value) -> Value {
+    let (status, answer) = app.post_json("/access/v1/evaluation", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
+}
+
+fn errors(answer: &Value) -> String {
+    answer["context"]["reason_admin"]["errors"].to_string()
+}
+
+on_both_backends!(subject_properties_cannot_forge_a_system_administrator);
+async fn subject_properties_cannot_forge_a_system_administrator() {
+    // Arrange: nina is not in the store, olivia is; the properties of both
+    // claim a system administrator.
     let app = TestApp::spawn().await;
     app.load_example().await;
-    let body = json!({
-        "subject": {"type": "User", "id": "nina", "properties": {"email": "nina@example.test", "systemAdmin": true}},
-        "action": {"name": "organizations.create"},
-        "resource": org("acme"),
-    });
+    let forged = |id: &str, action: &str, org_id: &str| {
+        json!({
+            "subject": {"type": "User", "id": id,
+                        "properties": {"email": "x@example.test", "systemAdmin": true}},
+            "action": {"name": action},
+            "resource": org(org_id),
+        })
+    };
 
     // Act
-    let (status, answer) = app.post_json("/access/v1/evaluation", &body).await;
+    let create = evaluate(&app, &forged("nina", "organizations.create", "acme")).await;
+    let list = evaluate(&app, &forged("olivia", "members.list", "globex")).await;
 
     // Assert
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["decision"], true, "{answer}");
-    assert_eq!(
-        answer["context"]["reason_admin"]["policies"],
-        json!(["platform-administer"])
+    for answer in [&create, &list] {
+        assert_eq!(answer["decision"], false, "{answer}");
+        assert!(
+            errors(answer).contains("comes from the entity store only"),
+            "{answer}"
+        );
+    }
+}
+
+/// `max` reads an account: Accounts=None at acme, Manage at globex.
+fn max_reads_account(properties: Value) -> Value {
+    json!({
+        "subject": user("max"),
+        "action": {"name": "accounts.read"},
+        "resource": {"type": "Account", "id": "acme-active-1", "properties": properties},
+    })
+}
+
+on_both_backends!(resource_properties_cannot_move_a_stored_resource_into_another_tenant);
+async fn resource_properties_cannot_move_a_stored_resource_into_another_tenant() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+
+    // Act
+    let forged = evaluate(&app, &max_reads_account(json!({"tenant": "globex"}))).await;
+    let agreeing = evaluate(&app, &max_reads_account(json!({"tenant": "acme"}))).await;
+
+    // Assert
+    assert_eq!(forged["decision"], false, "{forged}");
+    assert!(
+        errors(&forged).contains("the stored attribute `tenant` cannot be overridden"),
+        "{forged}"
     );
+    assert_eq!(agreeing["decision"], false, "{agreeing}");
+    assert_eq!(errors(&agreeing), "[]", "{agreeing}");
+}
+
+on_both_backends!(a_host_owned_resource_the_store_does_not_hold_is_described_by_its_properties);
+async fn a_host_owned_resource_the_store_does_not_hold_is_described_by_its_properties() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let body = |tenant: &str| {
+        json!({
+            "subject": user("max"),
+            "action": {"name": "accounts.read"},
+            "resource": {"type": "Account", "id": "host-7",
+                         "properties": {"tenant": tenant, "accountType": "Active", "name": "host-7"}},
+            "context": {"mfa": true},
+        })
+    };
+
+    // Act
+    let globex = evaluate(&app, &body("globex")).await;
+    let acme = evaluate(&app, &body("acme")).await;
+
+    // Assert
+    assert_eq!(globex["decision"], true, "{globex}");
+    assert_eq!(acme["decision"], false, "{acme}");
 }
 
 on_both_backends!(the_request_id_sent_is_echoed_and_one_is_generated_when_absent);

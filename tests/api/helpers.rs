@@ -89,15 +89,106 @@ pub fn repo_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A server running in this test's runtime.
-#[derive(Debug)]
-pub struct TestApp {
+/// The HTTP API of a server: cheap to clone into the tasks of a test
+/// that talks to it concurrently.
+#[derive(Debug, Clone)]
+pub struct Api {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
     /// A client without default headers (each helper adds the token).
     pub client: reqwest::Client,
     /// The API token.
     pub token: String,
+}
+
+impl Api {
+    /// `address` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A request with the API token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends `request` and reads the body as JSON (`Null` when empty; a
+    /// non-JSON body fails the test, since every answer here is JSON).
+    pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("the request is sent");
+        let status = response.status();
+        let text = response.text().await.expect("the body is read");
+        if text.is_empty() {
+            return (status, Value::Null);
+        }
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: the body is not JSON ({e}): {text}"));
+        (status, body)
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// `GET path`.
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        Self::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// `GET path` as text.
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("the request is sent");
+        let status = response.status();
+        (status, response.text().await.expect("the body is read"))
+    }
+
+    /// `POST /v1/is_authorized`, which must answer 200; returns the body.
+    pub async fn is_authorized(
+        &self,
+        principal: impl Into<Value>,
+        action: impl Into<Value>,
+        resource: impl Into<Value>,
+        context: Value,
+    ) -> Value {
+        let body = json!({
+            "principal": principal.into(),
+            "action": action.into(),
+            "resource": resource.into(),
+            "context": context,
+        });
+        self.is_authorized_body(&body).await
+    }
+
+    /// `POST /v1/is_authorized` with a whole body, which must answer 200.
+    pub async fn is_authorized_body(&self, body: &Value) -> Value {
+        let (status, answer) = self.post_json("/v1/is_authorized", body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+}
+
+/// A server running in this test's runtime; its [`Api`] is reached
+/// through `Deref`.
+#[derive(Debug)]
+pub struct TestApp {
+    api: Api,
     /// The configuration the server was built with (a restart reuses it).
     pub config: ServeConfig,
     /// Holds `test.db` (SQLite), the outbox and, when asked for, copies of `policies/` and
@@ -183,9 +274,11 @@ impl TestApp {
             .as_ref()
             .map_or_else(|| TOKEN.to_owned(), |t| t.expose().to_owned());
         let test_app = Self {
-            address: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-            token,
+            api: Api {
+                address: format!("http://127.0.0.1:{port}"),
+                client: reqwest::Client::new(),
+                token,
+            },
             config,
             dir: Some(dir),
             policy_copy,
@@ -299,87 +392,6 @@ impl TestApp {
         self.dir().join("schema")
     }
 
-    /// `address` + `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    /// A request with the API token.
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
-    }
-
-    /// Sends `request` and reads the body as JSON (`Null` when empty; a
-    /// non-JSON body fails the test, since every answer here is JSON).
-    pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.expect("the request is sent");
-        let status = response.status();
-        let text = response.text().await.expect("the body is read");
-        if text.is_empty() {
-            return (status, Value::Null);
-        }
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{status}: the body is not JSON ({e}): {text}"));
-        (status, body)
-    }
-
-    /// `POST path` with a JSON body.
-    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        Self::send(self.request(reqwest::Method::POST, path).json(body)).await
-    }
-
-    /// `PUT path` with a JSON body.
-    pub async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        Self::send(self.request(reqwest::Method::PUT, path).json(body)).await
-    }
-
-    /// `GET path`.
-    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        Self::send(self.request(reqwest::Method::GET, path)).await
-    }
-
-    /// `DELETE path`.
-    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        Self::send(self.request(reqwest::Method::DELETE, path)).await
-    }
-
-    /// `GET path` as text.
-    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .expect("the request is sent");
-        let status = response.status();
-        (status, response.text().await.expect("the body is read"))
-    }
-
-    /// `POST /v1/is_authorized`, which must answer 200; returns the body.
-    pub async fn is_authorized(
-        &self,
-        principal: impl Into<Value>,
-        action: impl Into<Value>,
-        resource: impl Into<Value>,
-        context: Value,
-    ) -> Value {
-        let body = json!({
-            "principal": principal.into(),
-            "action": action.into(),
-            "resource": resource.into(),
-            "context": context,
-        });
-        self.is_authorized_body(&body).await
-    }
-
-    /// `POST /v1/is_authorized` with a whole body, which must answer 200.
-    pub async fn is_authorized_body(&self, body: &Value) -> Value {
-        let (status, answer) = self.post_json("/v1/is_authorized", body).await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        answer
-    }
-
     /// `PUT /v1/entities` with `policies/tests/entities/orgs.json`.
     pub async fn load_example(&self) {
         let entities = example_entities();
@@ -393,6 +405,27 @@ impl TestApp {
         let (status, body) = self.get_json("/v1/policies").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut Api {
+        &mut self.api
+    }
+}
+
+impl TestApp {
+    /// A handle on this server's API for another task.
+    pub fn api(&self) -> Api {
+        self.api.clone()
     }
 }
 

@@ -60,3 +60,163 @@ async fn a_sidecar_learns_of_another_sidecar_s_entity_write() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Two states of the store, each denying `max` `accounts.read` on
+/// `Account::"flip"`: in `A` the account is Acme's, where max has no
+/// Accounts permission; in `B` it is Globex's, but max's Globex Accounts
+/// permission is None. Only a mix of the two (B's account, A's membership)
+/// allows (Globex requires two-step verification: the readers have it).
+fn flip_state(b: bool) -> serde_json::Value {
+    let mut membership = example_entity("Membership", "globex/max");
+    membership["attrs"]["perms"]["accounts"] = json!(if b { 0 } else { 2 });
+    let tenant = if b { "globex" } else { "acme" };
+    json!([
+        membership,
+        {"uid": {"type": "Account", "id": "flip"},
+         "attrs": {"tenant": tenant, "accountType": "Active", "name": "flip"}, "parents": []}
+    ])
+}
+
+/// Decisions each reader makes in the storm.
+const STORM_DECISIONS_PER_READER: usize = 1_300;
+
+on_both_backends!(
+    a_storm_of_multi_entity_writes_never_yields_a_decision_from_a_mix_of_two_states,
+    multi_thread
+);
+async fn a_storm_of_multi_entity_writes_never_yields_a_decision_from_a_mix_of_two_states() {
+    // Arrange: A caches decisions and entities; B (same store) caches
+    // neither, so each of its decisions reads every entity from the store.
+    let a = TestApp::spawn().await;
+    a.load_example().await;
+    let (status, body) = a.put_json("/v1/entities", &flip_state(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let database_url = a.config.database_url.clone();
+    let b = TestApp::spawn_with(|cfg| {
+        cfg.database_url = database_url;
+        cfg.decision_cache_capacity = 0;
+        cfg.entity_cache_capacity = 0;
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Act: two writers flip the two entities between the two denying
+    // states, one atomic write each, while eight readers decide.
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (app, stop) = (a.api(), stop.clone());
+            tokio::spawn(async move {
+                let mut writes = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, body) = app
+                        .put_json("/v1/entities", &flip_state((writes + w) % 2 == 1))
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                    writes += 1;
+                }
+                writes
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..8)
+        .map(|r| {
+            let app = if r % 2 == 0 { a.api() } else { b.api() };
+            tokio::spawn(async move {
+                let (mut allows, mut errors) = (0usize, 0usize);
+                for _ in 0..STORM_DECISIONS_PER_READER {
+                    let answer = app
+                        .is_authorized(
+                            uid("User", "max"),
+                            uid("Action", "accounts.read"),
+                            uid("Account", "flip"),
+                            json!({"mfa": true}),
+                        )
+                        .await;
+                    allows += usize::from(answer["decision"] == "allow");
+                    errors +=
+                        usize::from(answer["errors"].as_array().is_some_and(|e| !e.is_empty()));
+                }
+                (allows, errors)
+            })
+        })
+        .collect();
+    let (mut allows, mut errors) = (0, 0);
+    for reader in readers {
+        let (a, e) = reader.await.expect("a reader");
+        allows += a;
+        errors += e;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut writes = 0;
+    for writer in writers {
+        writes += writer.await.expect("a writer");
+    }
+
+    // Assert
+    let decisions = 8 * STORM_DECISIONS_PER_READER;
+    eprintln!(
+        "storm: {decisions} decisions, {writes} writes, {allows} allows, {errors} denied with an error"
+    );
+    assert!(writes > 0);
+    assert_eq!(
+        allows, 0,
+        "{allows} of {decisions} decisions allowed from a mix of two states"
+    );
+}
+
+on_both_backends!(a_sidecar_that_fell_behind_the_pruned_change_log_drops_every_cached_entity);
+async fn a_sidecar_that_fell_behind_the_pruned_change_log_drops_every_cached_entity() {
+    // Arrange: A keeps five revisions of the change log; B reads the log
+    // only when a decision finds the store ahead of its caches (its own
+    // sync loop is as good as paused).
+    let a = TestApp::spawn_with(|cfg| cfg.change_log_keep = 5).await;
+    a.load_example().await;
+    let database_url = a.config.database_url.clone();
+    let b = TestApp::spawn_with(|cfg| {
+        cfg.database_url = database_url;
+        cfg.sync_interval_ms = 3_600_000;
+    })
+    .await;
+    let max_manages_billing = || {
+        b.is_authorized(
+            uid("User", "max"),
+            uid("Action", "billing.manage"),
+            uid("Organization", "acme"),
+            json!({}),
+        )
+    };
+    assert_eq!(max_manages_billing().await["decision"], "allow");
+
+    // Act: A revokes max's Billing permission, then writes ten more
+    // revisions, so the revocation leaves the change log.
+    let mut membership = example_entity("Membership", "acme/max");
+    membership["attrs"]["perms"]["billing"] = json!(0);
+    let (status, body) = a.put_json("/v1/entities", &json!([membership])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..10 {
+        let account = json!([{"uid": {"type": "Account", "id": format!("filler-{i}")},
+            "attrs": {"tenant": "acme", "accountType": "Active", "name": "filler"}, "parents": []}]);
+        let (status, body) = a.put_json("/v1/entities", &account).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // B reads an entity it never cached: the store is ahead, B catches up.
+    let other = b
+        .is_authorized(
+            uid("User", "pete"),
+            uid("Action", "accounts.read"),
+            uid("Account", "filler-9"),
+            json!({}),
+        )
+        .await;
+
+    // Assert
+    assert!(
+        other["errors"].as_array().is_some_and(Vec::is_empty),
+        "{other}"
+    );
+    let after = max_manages_billing().await;
+    assert_eq!(
+        after["decision"], "deny",
+        "B kept the revoked permission: {after}"
+    );
+}
