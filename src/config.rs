@@ -86,6 +86,17 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
     pub watch: bool,
 
+    /// How long (milliseconds) the watched files must stay unchanged before
+    /// a reload: an editor's truncate-then-write is never loaded halfway.
+    #[arg(long, env = "CEDARGATE_WATCH_SETTLE_MS", default_value_t = 500)]
+    pub watch_settle_ms: u64,
+
+    /// Take a reloaded policy set only if the test suites under
+    /// `<policies>/tests/` pass on it (a directory without suites passes).
+    /// Turn off for a model without suites.
+    #[arg(long, env = "CEDARGATE_RELOAD_TEST_GATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reload_test_gate: bool,
+
     /// How often (milliseconds) to look for entity changes written by other
     /// sidecars sharing the database (PostgreSQL). Changes made through this
     /// sidecar take effect before the write returns.
@@ -228,6 +239,8 @@ impl ServeConfig {
             decision_log: "off".to_owned(),
             decision_log_sample: 1.0,
             watch: false,
+            watch_settle_ms: 100,
+            reload_test_gate: true,
             sync_interval_ms: 100,
             change_log_keep: crate::entities::DEFAULT_CHANGE_LOG_KEEP,
             max_body_bytes: 4 * 1024 * 1024,

@@ -24,9 +24,6 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::policy;
 
-/// Debounce of the policy file watcher: editors write files in several steps.
-const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
-
 /// How often the mail worker looks for due retries when nothing wakes it.
 const MAIL_POLL: Duration = Duration::from_secs(5);
 
@@ -159,15 +156,18 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let log = DecisionLog::open(&config.decision_log, config.decision_log_sample)
             .with_context(|| format!("cannot open the decision log `{}`", config.decision_log))?;
-        let engine = Arc::new(Engine::new(
-            config.policy.clone(),
-            snapshot,
-            store,
-            config.decision_cache_capacity,
-            Duration::from_secs(config.decision_cache_ttl_secs),
-            metrics.clone(),
-            log,
-        )?);
+        let engine = Arc::new(
+            Engine::new(
+                config.policy.clone(),
+                snapshot,
+                store,
+                config.decision_cache_capacity,
+                Duration::from_secs(config.decision_cache_ttl_secs),
+                metrics.clone(),
+                log,
+            )?
+            .with_test_gate(config.reload_test_gate),
+        );
         let auth = Arc::new(resolve_auth(&config)?);
         let listener = TcpListener::bind(config.bind)
             .await
@@ -232,15 +232,13 @@ impl Application {
         if let Some(mailer) = &self.mailer {
             tasks.spawn(mailer.clone().run(MAIL_POLL, self.clock.clone()));
         }
-        let _watcher = if self.config.watch {
-            Some(watch(
+        if self.config.watch {
+            let watch = PolicyWatch::start(&self.config.policy)?;
+            tasks.spawn(watch.run(
                 self.engine.clone(),
-                &self.config.policy.policies,
-                &self.config.policy.schema,
-            )?)
-        } else {
-            None
-        };
+                Duration::from_millis(self.config.watch_settle_ms),
+            ));
+        }
         tracing::info!(address = %self.local_addr()?, database = %self.config.database_url, "cedargate serving");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -346,38 +344,96 @@ async fn sighup_loop(engine: Arc<Engine>) {
     std::future::pending::<()>().await;
 }
 
-/// Reloads when a file under the policy or schema path changes. The
-/// returned watcher must be kept alive.
-fn watch(
-    engine: Arc<Engine>,
-    policies: &Path,
-    schema: &Path,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
+/// Reloads the policies when a file under the policy or schema path
+/// changes, once the files have settled.
+///
+/// Besides the paths themselves, their parent directories are watched: a
+/// policy directory deleted and recreated, or a symlink swapped to a new
+/// release (`ln -s v2 policies.new && mv -T policies.new policies`), is
+/// seen there, and every watch is then set up again on what the paths now
+/// name.
+struct PolicyWatch {
+    watcher: notify::RecommendedWatcher,
+    events: tokio::sync::mpsc::UnboundedReceiver<()>,
+    paths: Vec<std::path::PathBuf>,
+    parents: Vec<std::path::PathBuf>,
+}
+
+impl PolicyWatch {
+    fn start(policy: &crate::cli::PolicyArgs) -> anyhow::Result<Self> {
+        let mut paths = vec![std::path::absolute(&policy.policies)?];
+        if policy.schema != policy.policies {
+            paths.push(std::path::absolute(&policy.schema)?);
         }
-    })
-    .context("cannot watch the policy files")?;
-    watcher
-        .watch(policies, RecursiveMode::Recursive)
-        .with_context(|| format!("cannot watch `{}`", policies.display()))?;
-    if schema != policies {
-        watcher
-            .watch(schema, RecursiveMode::NonRecursive)
-            .with_context(|| format!("cannot watch `{}`", schema.display()))?;
+        let parents = paths
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_owned))
+            .collect();
+        // The parents hold other files too (a database beside `policies/`):
+        // only changes of the policy and schema paths count.
+        let ours = paths.clone();
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| {
+                !e.kind.is_access()
+                    && e.paths
+                        .iter()
+                        .any(|p| ours.iter().any(|o| p.starts_with(o)))
+            }) {
+                let _ = tx.send(());
+            }
+        })
+        .context("cannot watch the policy files")?;
+        let mut watch = Self {
+            watcher,
+            events,
+            paths,
+            parents,
+        };
+        watch.arm().context("cannot watch the policy files")?;
+        Ok(watch)
     }
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            tokio::time::sleep(WATCH_DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
-            tracing::info!("policy files changed: reloading");
+
+    /// (Re)watches every path as it is now; a path that is missing right
+    /// now is watched again after the next change of its parent.
+    fn arm(&mut self) -> notify::Result<()> {
+        use notify::{RecursiveMode, Watcher};
+        for path in self.paths.iter().chain(&self.parents) {
+            let _ = self.watcher.unwatch(path);
+        }
+        for parent in &self.parents {
+            self.watcher.watch(parent, RecursiveMode::NonRecursive)?;
+        }
+        for path in &self.paths {
+            if let Err(e) = self.watcher.watch(path, RecursiveMode::Recursive) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch a policy path (yet)");
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, engine: Arc<Engine>, settle: Duration) {
+        while self.events.recv().await.is_some() {
+            // Wait until the files have been quiet for a whole settle
+            // interval: a truncate-then-write is one change, not two.
+            loop {
+                tokio::time::sleep(settle).await;
+                let mut more = false;
+                while self.events.try_recv().is_ok() {
+                    more = true;
+                }
+                if !more {
+                    break;
+                }
+            }
+            if let Err(e) = self.arm() {
+                tracing::warn!(error = %e, "cannot watch the policy directories again");
+            }
+            tracing::info!("policy files changed and settled: reloading");
+            // The outcome is logged and kept for GET /v1/policies.
             let _ = engine.reload().await;
         }
-    });
-    Ok(watcher)
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -117,6 +117,8 @@ pub struct Decided {
 /// The outcome of a reload attempt, kept for `GET /v1/policies`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReloadStatus {
+    /// Reloads attempted since start (taken or refused).
+    pub attempts: u64,
     /// The last refused reload's diagnostics (file, line, caret), if the
     /// last attempt failed.
     pub last_error: Option<String>,
@@ -135,6 +137,8 @@ pub struct Engine {
     log: DecisionLog,
     status: std::sync::Mutex<ReloadStatus>,
     reloading: tokio::sync::Mutex<()>,
+    /// Reloads take a candidate only if the policy test suites pass on it.
+    test_gate: bool,
 }
 
 impl Engine {
@@ -159,7 +163,16 @@ impl Engine {
             log,
             status: std::sync::Mutex::new(ReloadStatus::default()),
             reloading: tokio::sync::Mutex::new(()),
+            test_gate: true,
         })
+    }
+
+    /// Whether a reload requires the test suites under `<policies>/tests/`
+    /// to pass on the candidate (on by default; a directory without suites
+    /// passes).
+    pub fn with_test_gate(mut self, on: bool) -> Self {
+        self.test_gate = on;
+        self
     }
 
     /// The snapshot in force. Callers keep the `Arc` for the whole request,
@@ -377,24 +390,32 @@ impl Engine {
         });
     }
 
-    /// Loads the policy and schema directories again, validates them, and
-    /// only then swaps them in. An invalid set is refused and the previous
-    /// one keeps serving; the diagnostics are kept for `GET /v1/policies`.
+    /// Loads the policy and schema directories again, validates them, runs
+    /// the policy test suites on them (unless the gate is off), and only
+    /// then swaps them in. A refused set leaves the previous one serving;
+    /// the diagnostics or failing cases are kept for `GET /v1/policies`.
     pub async fn reload(&self) -> Result<u64, Arc<LoadError>> {
         let _one_at_a_time = self.reloading.lock().await;
         let args = self.policy.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || policy::load(&args.policies, &args.schema))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(LoadError::Invalid(vec![miette::miette!(
-                        "reload task failed: {e}"
-                    )]))
-                });
+        let gate = self.test_gate;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let snapshot = policy::load(&args.policies, &args.schema)?;
+            if gate {
+                pass_suites(&snapshot, &args.policies)?;
+            }
+            Ok(snapshot)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError::Invalid(vec![miette::miette!(
+                "reload task failed: {e}"
+            )]))
+        });
         let now = crate::db::unix_now();
         let result = loaded.and_then(|snapshot| Loaded::new(snapshot, self.current().revision + 1));
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_attempt_at = Some(now);
+        status.attempts += 1;
         match result {
             Ok(next) => {
                 let revision = next.revision;
@@ -420,6 +441,23 @@ impl Engine {
             }
         }
     }
+}
+
+/// Runs the test suites under `<policies>/tests/` on a candidate set.
+fn pass_suites(snapshot: &PolicySnapshot, policies: &std::path::Path) -> Result<(), LoadError> {
+    let dir = policies.join("tests");
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let suites = crate::policytest::find_suites(&[dir])?;
+    let run = crate::policytest::run(snapshot, &suites);
+    let failed = run.failed();
+    if failed == 0 {
+        return Ok(());
+    }
+    let mut report = String::new();
+    crate::policytest::print_failures(&run, snapshot, &mut report);
+    Err(LoadError::TestsFailed { failed, report })
 }
 
 /// The parsed entity references of a request.

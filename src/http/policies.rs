@@ -37,6 +37,8 @@ pub struct PolicyStatus {
     pub last_reload_error: Option<String>,
     /// Unix seconds of the last reload attempt.
     pub last_reload_attempt_at: Option<i64>,
+    /// Reload attempts since start, taken or refused.
+    pub reload_attempts: u64,
 }
 
 /// The policy set in force.
@@ -66,6 +68,7 @@ pub async fn get_policies(State(state): State<AppState>) -> Json<PolicyStatus> {
         policies,
         last_reload_error: status.last_error,
         last_reload_attempt_at: status.last_attempt_at,
+        reload_attempts: status.attempts,
     })
 }
 

@@ -22,6 +22,14 @@ pub enum LoadError {
     /// Parsing or validation found problems; each carries its file and span.
     #[error("{} problem(s) in the policies or the schema", .0.len())]
     Invalid(Vec<miette::Report>),
+    /// A candidate policy set fails the policy test suites beside it.
+    #[error("the policies fail {failed} case(s) of their test suites:\n{report}")]
+    TestsFailed {
+        /// Failing cases and suites that could not be loaded.
+        failed: usize,
+        /// Each failure with expected and actual decision.
+        report: String,
+    },
 }
 
 impl LoadError {

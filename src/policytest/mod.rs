@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::policy::{Decision, PolicySnapshot, parse_uid};
 
-pub use report::{junit_xml, print_report};
+pub use report::{junit_xml, print_failures, print_report};
 
 /// One suite file as written. Top-level keys starting with `x-` are free
 /// for the author (YAML anchors for shared contexts); any other unknown key

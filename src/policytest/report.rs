@@ -11,6 +11,24 @@ use crate::policy::PolicySnapshot;
 /// policies (with file:line), the coverage table, and the closing
 /// `N passed, M failed` line.
 pub fn print_report(run: &RunResult, snapshot: &PolicySnapshot, out: &mut String) {
+    print_failures(run, snapshot, out);
+    let covered = run.coverage.values().filter(|n| **n > 0).count();
+    let _ = writeln!(
+        out,
+        "\npolicy coverage: {covered} of {} policies determined at least one decision",
+        run.coverage.len()
+    );
+    for (id, origin) in snapshot.policy_ids() {
+        let n = run.coverage.get(&id).copied().unwrap_or(0);
+        let mark = if n == 0 { "  NEVER" } else { "" };
+        let _ = writeln!(out, "  {n:>4}  {id}  {}:{}{mark}", origin.file, origin.line);
+    }
+    let _ = writeln!(out, "\n{} passed, {} failed", run.passed(), run.failed());
+}
+
+/// Writes every failing case with expected vs actual and the determining
+/// policies (with file:line).
+pub fn print_failures(run: &RunResult, snapshot: &PolicySnapshot, out: &mut String) {
     let locate = |id: &str| match snapshot.origin(id) {
         Some(o) => format!("{id} ({}:{})", o.file, o.line),
         None => id.to_owned(),
@@ -51,19 +69,6 @@ pub fn print_report(run: &RunResult, snapshot: &PolicySnapshot, out: &mut String
             }
         }
     }
-
-    let covered = run.coverage.values().filter(|n| **n > 0).count();
-    let _ = writeln!(
-        out,
-        "\npolicy coverage: {covered} of {} policies determined at least one decision",
-        run.coverage.len()
-    );
-    for (id, origin) in snapshot.policy_ids() {
-        let n = run.coverage.get(&id).copied().unwrap_or(0);
-        let mark = if n == 0 { "  NEVER" } else { "" };
-        let _ = writeln!(out, "  {n:>4}  {id}  {}:{}{mark}", origin.file, origin.line);
-    }
-    let _ = writeln!(out, "\n{} passed, {} failed", run.passed(), run.failed());
 }
 
 /// The run as JUnit XML: one `<testsuite>` per suite file, one `<testcase>`

@@ -19,6 +19,12 @@ permit (principal, action, resource) when { principal. };\n";
 const FREEZE_BILLING: &str = "@id(\"freeze-billing\")\n\
 forbid (principal, action == Action::\"billing.read\", resource);\n";
 
+/// These tests change what the policies decide on purpose, which the
+/// shipped test suites would refuse.
+fn without_test_gate(cfg: &mut cedargate::config::ServeConfig) {
+    cfg.reload_test_gate = false;
+}
+
 fn olivia_reads_billing() -> Value {
     json!({"principal": uid("User", "olivia"), "action": action("billing.read"), "resource": uid("Organization", "acme")})
 }
@@ -109,7 +115,7 @@ async fn an_invalid_schema_is_refused_with_its_file_and_the_previous_set_keeps_s
 on_both_backends!(a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions);
 async fn a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions() {
     // Arrange
-    let app = TestApp::spawn_with_policy_copy().await;
+    let app = TestApp::spawn_with_policy_copy_and(without_test_gate).await;
     app.load_example().await;
     for _ in 0..2 {
         app.is_authorized_body(&olivia_reads_billing()).await;
@@ -226,7 +232,7 @@ async fn reloads_under_load_never_fail_a_request_nor_mix_two_policy_sets() {
     const CLIENTS: usize = 8;
     const REQUESTS: usize = 200;
     const RELOADS: u64 = 10;
-    let app = TestApp::spawn_with_policy_copy().await;
+    let app = TestApp::spawn_with_policy_copy_and(without_test_gate).await;
     app.load_example().await;
     let freeze = app.policies_dir().join("freeze.cedar");
     let answered = Arc::new(AtomicUsize::new(0));
@@ -317,7 +323,11 @@ async fn reloads_under_load_never_fail_a_request_nor_mix_two_policy_sets() {
 on_both_backends!(the_file_watcher_reloads_a_changed_policy_file);
 async fn the_file_watcher_reloads_a_changed_policy_file() {
     // Arrange
-    let app = TestApp::spawn_with_policy_copy_and(|cfg| cfg.watch = true).await;
+    let app = TestApp::spawn_with_policy_copy_and(|cfg| {
+        cfg.watch = true;
+        without_test_gate(cfg);
+    })
+    .await;
     app.load_example().await;
     assert_eq!(app.policy_status().await["revision"], 1);
 
@@ -345,4 +355,185 @@ async fn the_file_watcher_reloads_a_changed_policy_file() {
     let answer = app.is_authorized_body(&olivia_reads_billing()).await;
     assert_eq!(answer["decision"], "deny", "{answer}");
     assert_eq!(answer["reasons"], json!(["freeze-billing"]));
+}
+
+/// Waits until the server has attempted `n` reloads (an event of the
+/// watcher, bounded generously) and returns the policy status.
+async fn after_reload_attempts(app: &TestApp, n: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = app.policy_status().await;
+        if status["reload_attempts"].as_u64().is_some_and(|a| a >= n) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reload attempt {n} within 60 s: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Requests that a forbid of `membership.cedar` denies.
+fn denied_by_membership_rules() -> [Value; 2] {
+    [
+        // pete is a PENDING member of acme.
+        json!({"principal": uid("User", "pete"), "action": action("organization.read"),
+               "resource": uid("Organization", "acme")}),
+        // globex requires two-step verification; gwen has not passed it.
+        json!({"principal": uid("User", "gwen"), "action": action("billing.read"),
+               "resource": uid("Organization", "globex"), "context": {"mfa": false}}),
+    ]
+}
+
+on_both_backends!(
+    a_truncated_or_cut_policy_file_is_never_taken_and_no_wrong_allow_is_served,
+    multi_thread
+);
+async fn a_truncated_or_cut_policy_file_is_never_taken_and_no_wrong_allow_is_served() {
+    // Arrange: the watcher on, and readers deciding requests that only the
+    // forbids of membership.cedar deny.
+    let app = TestApp::spawn_with_policy_copy_and(|cfg| cfg.watch = true).await;
+    app.load_example().await;
+    let file = app.policies_dir().join("membership.cedar");
+    let original = std::fs::read_to_string(&file).expect("read membership.cedar");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (api, stop) = (app.api(), stop.clone());
+        readers.spawn(async move {
+            let (mut decisions, mut wrong) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                for request in denied_by_membership_rules() {
+                    let answer = api.is_authorized_body(&request).await;
+                    decisions += 1;
+                    if answer["decision"] != "deny" {
+                        wrong.push(answer);
+                    }
+                }
+            }
+            (decisions, wrong)
+        });
+    }
+
+    // Act: an editor truncates the file, then the file is cut at a policy
+    // boundary (the last two forbids gone), then restored.
+    write(&file, "");
+    let truncated = after_reload_attempts(&app, 1).await;
+    let cut = original
+        .find("@id(\"agent-never-manages-organization\")")
+        .expect("a policy boundary");
+    write(&file, &original[..cut]);
+    let cut_status = after_reload_attempts(&app, 2).await;
+    write(&file, &original);
+    let restored = after_reload_attempts(&app, 3).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut decisions, mut wrong) = (0, Vec::new());
+    for (n, w) in readers.join_all().await {
+        decisions += n;
+        wrong.extend(w);
+    }
+
+    // Assert
+    eprintln!(
+        "garbled policy files: {decisions} decisions, {} wrong allows",
+        wrong.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} of {decisions} answers were not a deny, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    for status in [&truncated, &cut_status] {
+        assert_eq!(status["revision"], 1, "{status}");
+        let error = status["last_reload_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("of their test suites") && error.contains("expected: deny"),
+            "the refusal lists the failing cases: {status}"
+        );
+    }
+    assert_eq!(restored["revision"], 2, "{restored}");
+    assert!(restored["last_reload_error"].is_null(), "{restored}");
+}
+
+/// A policy that decides nothing: taking it changes no answer, so the test
+/// suites pass and the revision shows the reload.
+const MARKER: &str =
+    "@id(\"watch-marker\")\nforbid (principal, action, resource) when { false };\n";
+
+/// Waits until the policy set in force lists the marker policy.
+async fn until_marker_listed(app: &TestApp) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = app.policy_status().await;
+        let listed = status["policies"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["id"] == "watch-marker"));
+        if listed {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the marker policy was not loaded within 60 s: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both_backends!(the_watcher_survives_the_policy_directory_being_deleted_and_recreated);
+async fn the_watcher_survives_the_policy_directory_being_deleted_and_recreated() {
+    // Arrange
+    let app = TestApp::spawn_with_policy_copy_and(|cfg| cfg.watch = true).await;
+    app.load_example().await;
+    let policies = app.policies_dir();
+    let saved = app.dir().join("saved-policies");
+    crate::helpers::copy_dir(&policies, &saved);
+
+    // Act
+    std::fs::remove_dir_all(&policies).expect("delete policies/");
+    let missing = after_reload_attempts(&app, 1).await;
+    crate::helpers::copy_dir(&saved, &policies);
+    write(&policies.join("marker.cedar"), MARKER);
+
+    // Assert
+    assert_eq!(missing["revision"], 1, "{missing}");
+    let status = until_marker_listed(&app).await;
+    assert!(
+        status["revision"].as_u64().is_some_and(|r| r >= 2),
+        "{status}"
+    );
+    let answer = app.is_authorized_body(&olivia_reads_billing()).await;
+    assert_eq!(answer["decision"], "allow", "{answer}");
+}
+
+on_both_backends!(the_watcher_follows_a_policy_directory_swapped_by_symlink);
+async fn the_watcher_follows_a_policy_directory_swapped_by_symlink() {
+    // Arrange: policies -> releases/v1, the atomic deploy pattern.
+    let releases = tempfile::tempdir().expect("a temporary directory");
+    let (v1, v2) = (releases.path().join("v1"), releases.path().join("v2"));
+    crate::helpers::copy_dir(&repo_dir().join("policies"), &v1);
+    crate::helpers::copy_dir(&repo_dir().join("policies"), &v2);
+    write(&v2.join("marker.cedar"), MARKER);
+    let link = releases.path().join("policies");
+    std::os::unix::fs::symlink(&v1, &link).expect("link policies to v1");
+    let watched = link.clone();
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.watch = true;
+        cfg.policy.policies = watched;
+    })
+    .await;
+    app.load_example().await;
+
+    // Act: point a new link at v2 and rename it over the old one.
+    let next = releases.path().join("policies.next");
+    std::os::unix::fs::symlink(&v2, &next).expect("link to v2");
+    std::fs::rename(&next, &link).expect("swap the link");
+
+    // Assert
+    let status = until_marker_listed(&app).await;
+    assert!(
+        status["revision"].as_u64().is_some_and(|r| r >= 2),
+        "{status}"
+    );
 }
