@@ -109,6 +109,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_CHANGE_LOG_KEEP", default_value_t = crate::entities::DEFAULT_CHANGE_LOG_KEEP)]
     pub change_log_keep: u64,
 
+    /// How long (milliseconds) a decision waits for the entity store before
+    /// it denies with an error (a store that is down must not hold callers).
+    #[arg(long, env = "CEDARGATE_STORE_TIMEOUT_MS", default_value_t = 250)]
+    pub store_timeout_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CEDARGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -243,6 +248,8 @@ impl ServeConfig {
             reload_test_gate: true,
             sync_interval_ms: 100,
             change_log_keep: crate::entities::DEFAULT_CHANGE_LOG_KEEP,
+            // Generous: a test machine may be busy; the outage test sets its own.
+            store_timeout_ms: 10_000,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             invites: InviteArgs::for_tests(&repo.join("target").join("test-outbox")),

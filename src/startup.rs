@@ -132,11 +132,10 @@ impl Application {
         let pool = crate::db::connect(&config.database_url)
             .await
             .context("cannot open the database")?;
-        let store = Arc::new(EntityStore::new(
-            pool,
-            config.entity_cache_capacity,
-            config.change_log_keep,
-        ));
+        let store = Arc::new(
+            EntityStore::new(pool, config.entity_cache_capacity, config.change_log_keep)
+                .with_read_timeout(Duration::from_millis(config.store_timeout_ms)),
+        );
         store
             .mark_synced()
             .await

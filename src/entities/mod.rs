@@ -82,6 +82,9 @@ struct Closed {
 /// How many store revisions of the change log writes keep by default.
 pub const DEFAULT_CHANGE_LOG_KEEP: u64 = 100_000;
 
+/// How long a slice may wait for the database by default.
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How many times a slice is assembled again after the store moved under
 /// it, before the decision is denied.
 const SLICE_ATTEMPTS: usize = 8;
@@ -179,6 +182,8 @@ pub struct EntityStore {
     /// How many revisions of the change log a write keeps for the other
     /// sidecars.
     change_log_keep: u64,
+    /// How long a decision waits for the store before it denies.
+    read_timeout: std::time::Duration,
 }
 
 impl EntityStore {
@@ -196,7 +201,16 @@ impl EntityStore {
             own: Mutex::new(BTreeSet::new()),
             syncing: tokio::sync::Mutex::new(()),
             change_log_keep,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
+    }
+
+    /// Sets how long assembling one slice may wait for the database before
+    /// the decision is denied (an unreachable store must not hold callers
+    /// for the pool's connect timeout).
+    pub fn with_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// The database pool (shared with the invitation service).
@@ -449,24 +463,29 @@ impl EntityStore {
         supplied: Option<&Supplied>,
         plan: Plan<'_>,
     ) -> Result<Entities, SliceError> {
-        for _ in 0..SLICE_ATTEMPTS {
-            let view = View {
-                schema,
-                at: self.position(),
-            };
-            match self
-                .slice_at(view, roots, action, extra, supplied, plan)
-                .await
-            {
-                Ok(entities) if self.position() == view.at => return Ok(entities),
-                Ok(_) => {}
-                Err(SliceError::Moved) => {
-                    self.sync().await?;
+        let attempts = async {
+            for _ in 0..SLICE_ATTEMPTS {
+                let view = View {
+                    schema,
+                    at: self.position(),
+                };
+                match self
+                    .slice_at(view, roots, action, extra, supplied, plan)
+                    .await
+                {
+                    Ok(entities) if self.position() == view.at => return Ok(entities),
+                    Ok(_) => {}
+                    Err(SliceError::Moved) => {
+                        self.sync().await?;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
-        Err(SliceError::Unsettled(SLICE_ATTEMPTS))
+            Err(SliceError::Unsettled(SLICE_ATTEMPTS))
+        };
+        tokio::time::timeout(self.read_timeout, attempts)
+            .await
+            .unwrap_or(Err(SliceError::Timeout(self.read_timeout)))
     }
 
     async fn slice_at(
@@ -742,6 +761,9 @@ pub enum SliceError {
     /// entities reflect. [`EntityStore::slice`] catches up and retries.
     #[error("the store moved while the slice was read")]
     Moved,
+    /// The store did not answer in time.
+    #[error("the entity store did not answer within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
     /// The store kept moving while the slice was assembled.
     #[error("the store changed during each of {0} attempts to read one consistent state")]
     Unsettled(usize),

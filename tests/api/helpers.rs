@@ -65,7 +65,7 @@ impl Backend {
 }
 
 /// A new database on the server of `TEST_DATABASE_URL`.
-async fn fresh_postgres_database() -> DatabaseUrl {
+pub async fn fresh_postgres_database() -> DatabaseUrl {
     let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
         panic!(
             "TEST_DATABASE_URL is not set: the `::postgres` tests need PostgreSQL; \

@@ -45,6 +45,7 @@ mod helpers;
 mod invite_helpers;
 mod invites;
 mod onboarding;
+mod outage;
 mod reload;
 mod sidecars;
 mod smtp;

@@ -1,0 +1,136 @@
+//! A store that stops answering: decisions deny fast, with the reason, and
+//! recover when it answers again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::helpers::{Backend, TestApp, fresh_postgres_database, uid};
+
+/// A TCP relay to PostgreSQL that the test can freeze: while frozen it
+/// holds every byte, as a partitioned or hung server would.
+struct Relay {
+    address: std::net::SocketAddr,
+    frozen: Arc<AtomicBool>,
+    thawed: Arc<Notify>,
+}
+
+impl Relay {
+    async fn to(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("the relay's address");
+        let frozen = Arc::new(AtomicBool::new(false));
+        let thawed = Arc::new(Notify::new());
+        let (f, t) = (frozen.clone(), thawed.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, f.clone(), t.clone()));
+                tokio::spawn(pump(sr, cw, f.clone(), t.clone()));
+            }
+        });
+        Self {
+            address,
+            frozen,
+            thawed,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+        self.thawed.notify_waiters();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+    thawed: Arc<Notify>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        while frozen.load(Ordering::SeqCst) {
+            let wait = thawed.notified();
+            if !frozen.load(Ordering::SeqCst) {
+                break;
+            }
+            wait.await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run `bash tests/run.sh`"]
+async fn with_postgresql_unreachable_an_uncached_decision_denies_within_the_store_timeout() {
+    Backend::Postgres
+        .run(async {
+            // Arrange: the sidecar reaches PostgreSQL through the relay.
+            let direct = fresh_postgres_database().await;
+            let url = reqwest::Url::parse(direct.expose()).expect("a database URL");
+            let upstream = format!(
+                "{}:{}",
+                url.host_str().expect("a host"),
+                url.port().unwrap_or(5432)
+            );
+            let relay = Relay::to(upstream).await;
+            let mut relayed = url.clone();
+            relayed.set_port(Some(relay.address.port())).expect("a port");
+            let relayed = relayed.as_str().parse().expect("a database URL");
+            let app = TestApp::spawn_with(|cfg| {
+                cfg.database_url = relayed;
+                cfg.store_timeout_ms = 250;
+            })
+            .await;
+            app.load_example().await;
+            let ask = |who: &str| {
+                app.is_authorized(
+                    uid("User", who),
+                    uid("Action", "billing.read"),
+                    uid("Organization", "acme"),
+                    json!({}),
+                )
+            };
+            assert_eq!(ask("olivia").await["decision"], "allow");
+
+            // Act: PostgreSQL stops answering; ruth was never read.
+            relay.freeze();
+            let started = Instant::now();
+            let during = ask("ruth").await;
+            let waited = started.elapsed();
+            relay.thaw();
+            let after = ask("ruth").await;
+
+            // Assert
+            eprintln!("store unreachable: denied after {} ms", waited.as_millis());
+            assert_eq!(during["decision"], "deny", "{during}");
+            assert!(
+                during["errors"].to_string().contains("did not answer within 250 ms"),
+                "{during}"
+            );
+            assert_eq!(after["decision"], "allow", "{after}");
+        })
+        .await;
+}
