@@ -105,3 +105,120 @@ impl DecisionLog {
         }
     }
 }
+
+/// What replaces a context value inside a logged error.
+const WITHHELD: &str = "<withheld>";
+
+/// `errors` with every value of `context` cut out: Cedar's messages quote
+/// the values they refused (`invalid context: … "mfa": "yes-please"`), and
+/// the context may carry host data the log must not hold.
+pub fn withhold_context(errors: &[String], context: &serde_json::Value) -> Vec<String> {
+    let mut values = Vec::new();
+    collect_values(context, &mut values);
+    // Longest first, so that a value containing another is cut whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    errors
+        .iter()
+        .map(|error| {
+            values
+                .iter()
+                .fold(error.clone(), |e, v| e.replace(v.as_str(), WITHHELD))
+        })
+        .collect()
+}
+
+/// Every leaf of a context, as it can appear in a message: strings bare and
+/// quoted, numbers, and each whole object or array as JSON.
+fn collect_values(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => {
+            out.push(s.clone());
+            out.push(value.to_string());
+        }
+        serde_json::Value::Number(n) => out.push(n.to_string()),
+        serde_json::Value::Array(items) => {
+            out.push(value.to_string());
+            items.iter().for_each(|v| collect_values(v, out));
+        }
+        serde_json::Value::Object(map) => {
+            if !map.is_empty() {
+                out.push(value.to_string());
+            }
+            map.values().for_each(|v| collect_values(v, out));
+        }
+        _ => {}
+    }
+}
+
+/// Lets one error message through per window and counts the repeats it
+/// held back, so that a store failing every decision writes a line every
+/// few seconds, not one per request.
+#[derive(Debug)]
+pub struct Throttle {
+    window: std::time::Duration,
+    seen: Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// Distinct messages remembered at most; past that the memory starts over.
+const THROTTLE_KEYS: usize = 1024;
+
+impl Throttle {
+    /// One line per message per `window`.
+    pub fn new(window: std::time::Duration) -> Self {
+        Self {
+            window,
+            seen: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// `Some(held back since the last line)` when `message` may be logged
+    /// at `now`, `None` when it is a repeat within the window.
+    pub fn admit(&self, message: &str, now: std::time::Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((last, held)) = seen.get_mut(message) {
+            if now.duration_since(*last) < self.window {
+                *held += 1;
+                return None;
+            }
+            let repeats = *held;
+            *last = now;
+            *held = 0;
+            return Some(repeats);
+        }
+        if seen.len() >= THROTTLE_KEYS {
+            seen.clear();
+        }
+        seen.insert(message.to_owned(), (now, 0));
+        Some(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn context_values_are_cut_out_of_logged_errors() {
+        let errors = vec![
+            r#"invalid context: type mismatch: value `"hunter2"` for `mfa` (expected bool) in {"mfa":"hunter2","n":4711}"#.to_owned(),
+        ];
+        let out = withhold_context(&errors, &json!({"mfa": "hunter2", "n": 4711}));
+        assert!(!out[0].contains("hunter2"), "{out:?}");
+        assert!(!out[0].contains("4711"), "{out:?}");
+        assert!(out[0].contains("`mfa`"), "the key stays: {out:?}");
+    }
+
+    #[test]
+    fn a_repeated_error_is_let_through_once_per_window_with_its_count() {
+        let throttle = Throttle::new(std::time::Duration::from_secs(10));
+        let start = std::time::Instant::now();
+        let at = |s| start + std::time::Duration::from_secs(s);
+
+        assert_eq!(throttle.admit("store down", at(0)), Some(0));
+        assert_eq!(throttle.admit("store down", at(1)), None);
+        assert_eq!(throttle.admit("store down", at(2)), None);
+        assert_eq!(throttle.admit("other", at(2)), Some(0));
+        assert_eq!(throttle.admit("store down", at(11)), Some(2));
+    }
+}

@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
 use cache::{DecisionCache, DecisionKey};
 
+/// How often one decision-path error is written to the log.
+const ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
+
 /// A policy snapshot in force, with its revision.
 #[derive(Debug)]
 pub struct Loaded {
@@ -139,6 +142,8 @@ pub struct Engine {
     reloading: tokio::sync::Mutex<()>,
     /// Reloads take a candidate only if the policy test suites pass on it.
     test_gate: bool,
+    /// One log line per distinct decision-path error per window.
+    errors: crate::decisionlog::Throttle,
 }
 
 impl Engine {
@@ -164,6 +169,7 @@ impl Engine {
             status: std::sync::Mutex::new(ReloadStatus::default()),
             reloading: tokio::sync::Mutex::new(()),
             test_gate: true,
+            errors: crate::decisionlog::Throttle::new(ERROR_LOG_WINDOW),
         })
     }
 
@@ -332,8 +338,11 @@ impl Engine {
         {
             Ok(entities) => snapshot.decide(&cedar_request, &entities),
             Err(e) => {
-                tracing::error!(error = %e, "cannot load entities for a decision");
-                Decision::deny_with_error(e)
+                let message = e.to_string();
+                if let Some(repeats) = self.errors.admit(&message, Instant::now()) {
+                    tracing::error!(error = %message, repeats, "cannot load entities for a decision (denied)");
+                }
+                Decision::deny_with_error(message)
             }
         }
     }
@@ -383,7 +392,7 @@ impl Engine {
             resource: &show(&request.resource),
             decision: decision.as_str(),
             reasons: &decision.reasons,
-            errors: &decision.errors,
+            errors: &crate::decisionlog::withhold_context(&decision.errors, &request.context),
             policy_revision: revision,
             latency_us: elapsed.as_micros(),
             cached,

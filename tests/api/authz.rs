@@ -806,3 +806,27 @@ async fn the_decision_log_has_one_json_line_per_decision_and_never_the_token() {
     );
     assert!(!text.contains("Bearer"), "{text}");
 }
+
+on_both_backends!(the_decision_log_never_holds_a_context_value_even_inside_an_error);
+async fn the_decision_log_never_holds_a_context_value_even_inside_an_error() {
+    // Arrange
+    let logs = tempfile::tempdir().expect("a temporary directory");
+    let log_path = logs.path().join("decisions.jsonl");
+    let log_spec = log_path.display().to_string();
+    let app = TestApp::spawn_with(move |cfg| cfg.decision_log = log_spec).await;
+    app.load_example().await;
+    let secret = "s3cret-session-value";
+    let body = json!({"principal": uid("User", "olivia"), "action": action("billing.read"),
+        "resource": uid("Organization", "acme"), "context": {"mfa": secret}});
+
+    // Act
+    let answer = app.is_authorized_body(&body).await;
+
+    // Assert: the caller sees why; the log keeps the reason, not the value.
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    assert!(!answer["errors"].as_array().is_none_or(Vec::is_empty), "{answer}");
+    let text = std::fs::read_to_string(&log_path).expect("the decision log exists");
+    let record: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert!(!record["errors"].as_array().is_none_or(Vec::is_empty), "{text}");
+    assert!(!text.contains(secret), "a context value reached the decision log: {text}");
+}
