@@ -114,6 +114,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_STORE_TIMEOUT_MS", default_value_t = 250)]
     pub store_timeout_ms: u64,
 
+    /// Create a new, empty SQLite database even where the files beside it
+    /// (the token file, the outbox) show that one was in use.
+    #[arg(long, env = "CEDARGATE_CREATE_DATABASE")]
+    pub create_database: bool,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CEDARGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -250,6 +255,7 @@ impl ServeConfig {
             change_log_keep: crate::entities::DEFAULT_CHANGE_LOG_KEEP,
             // Generous: a test machine may be busy; the outage test sets its own.
             store_timeout_ms: 10_000,
+            create_database: false,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             invites: InviteArgs::for_tests(&repo.join("target").join("test-outbox")),

@@ -76,6 +76,55 @@ pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, DbError> {
     Ok(pool)
 }
 
+/// The SQLite file a process opened, as the file system knew it then. A
+/// process keeps writing into a file that was deleted or replaced under
+/// it, and those writes are lost: they must be refused instead.
+#[derive(Debug, Clone)]
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// The database file is no longer the one in use.
+#[derive(Debug, thiserror::Error)]
+#[error("the database file `{}` was {what} while in use; writes are refused until cedargate is restarted", path.display())]
+pub struct FileChanged {
+    path: std::path::PathBuf,
+    what: &'static str,
+}
+
+impl FileIdentity {
+    /// The identity of the SQLite file of `url` (`None` for PostgreSQL or
+    /// an in-memory database).
+    pub fn of(url: &DatabaseUrl) -> std::io::Result<Option<Self>> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = url.sqlite_path() else {
+            return Ok(None);
+        };
+        let meta = std::fs::metadata(&path)?;
+        Ok(Some(Self {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }))
+    }
+
+    /// Fails when the file was deleted, or replaced by another.
+    pub fn check(&self) -> Result<(), FileChanged> {
+        use std::os::unix::fs::MetadataExt;
+        let what = match std::fs::metadata(&self.path) {
+            Err(_) => "deleted",
+            Ok(meta) if (meta.dev(), meta.ino()) != (self.dev, self.ino) => "replaced",
+            Ok(_) => return Ok(()),
+        };
+        Err(FileChanged {
+            path: self.path.clone(),
+            what,
+        })
+    }
+}
+
 /// Adds `mode=rwc` so that a missing SQLite file is created.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") {

@@ -129,12 +129,16 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let snapshot = load_policies(&config.policy)?;
+        refuse_lost_database(&config)?;
         let pool = crate::db::connect(&config.database_url)
             .await
             .context("cannot open the database")?;
+        let file = crate::db::FileIdentity::of(&config.database_url)
+            .context("cannot read the database file")?;
         let store = Arc::new(
             EntityStore::new(pool, config.entity_cache_capacity, config.change_log_keep)
-                .with_read_timeout(Duration::from_millis(config.store_timeout_ms)),
+                .with_read_timeout(Duration::from_millis(config.store_timeout_ms))
+                .with_file_identity(file),
         );
         store
             .mark_synced()
@@ -282,6 +286,35 @@ fn resolve_auth(config: &ServeConfig) -> anyhow::Result<Auth> {
         path.display()
     );
     Ok(Auth::token(&token))
+}
+
+/// A missing SQLite file is created on first start, but not where the
+/// files it leaves beside it (the token file, the outbox) show that a
+/// database was in use: starting on an empty store would silently forget
+/// every entity, member and invitation.
+fn refuse_lost_database(config: &ServeConfig) -> anyhow::Result<()> {
+    let Some(path) = config.database_url.sqlite_path() else {
+        return Ok(());
+    };
+    if path.exists() || config.create_database {
+        return Ok(());
+    }
+    let token = config
+        .token_file
+        .clone()
+        .unwrap_or_else(|| default_token_file(config));
+    let outbox = match config.invites.mail_sink(&config.database_url) {
+        crate::mail::MailSink::Dir(dir) => Some(dir),
+        _ => None,
+    };
+    if let Some(evidence) = std::iter::once(token).chain(outbox).find(|p| p.exists()) {
+        anyhow::bail!(
+            "the database `{}` is missing, but `{}` shows one was in use here; if it was lost, restore it, or start with --create-database to begin with an empty store",
+            path.display(),
+            evidence.display()
+        );
+    }
+    Ok(())
 }
 
 fn default_token_file(config: &ServeConfig) -> PathBuf {

@@ -184,6 +184,9 @@ pub struct EntityStore {
     change_log_keep: u64,
     /// How long a decision waits for the store before it denies.
     read_timeout: std::time::Duration,
+    /// The SQLite file opened, checked before every write and readiness
+    /// probe.
+    file: Option<crate::db::FileIdentity>,
 }
 
 impl EntityStore {
@@ -202,6 +205,22 @@ impl EntityStore {
             syncing: tokio::sync::Mutex::new(()),
             change_log_keep,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            file: None,
+        }
+    }
+
+    /// Refuses writes and readiness once the SQLite file `file` was deleted
+    /// or replaced.
+    pub fn with_file_identity(mut self, file: Option<crate::db::FileIdentity>) -> Self {
+        self.file = file;
+        self
+    }
+
+    /// Fails when the database file in use was deleted or replaced.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some(file) => Ok(file.check()?),
+            None => Ok(()),
         }
     }
 
@@ -301,6 +320,7 @@ impl EntityStore {
         tx: sqlx::Transaction<'_, sqlx::Any>,
         changed: &[EntityUid],
     ) -> Result<Option<u64>, StoreError> {
+        self.check_file()?;
         let revision = sql::commit(tx, changed, self.change_log_keep).await?;
         self.applied(revision, changed);
         Ok(revision)
@@ -403,6 +423,7 @@ impl EntityStore {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        self.check_file()?;
         sql::revision(&self.pool).await.map(|_| ())
     }
 

@@ -4,10 +4,16 @@
 use cedar_policy::EntityUid;
 use sqlx::{AnyPool, Row};
 
-/// A database failure of the entity store.
+/// A failure of the entity store.
 #[derive(Debug, thiserror::Error)]
-#[error("entity store: {0}")]
-pub struct StoreError(#[from] sqlx::Error);
+pub enum StoreError {
+    /// The database failed.
+    #[error("entity store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The SQLite file in use was deleted or replaced.
+    #[error(transparent)]
+    FileChanged(#[from] crate::db::FileChanged),
+}
 
 fn type_and_id(uid: &EntityUid) -> (String, String) {
     (uid.type_name().to_string(), uid.id().unescaped().to_owned())

@@ -125,6 +125,7 @@ impl From<InviteError> for ApiError {
                 Self::new(StatusCode::NOT_IMPLEMENTED, "unavailable", message)
             }
             InviteError::Store(e) => Self::internal(e),
+            InviteError::Projection(WriteError::Store(e)) => e.into(),
             InviteError::Projection(e) => Self::internal(e),
             InviteError::Internal(e) => Self::internal(e),
         }
@@ -153,13 +154,21 @@ impl From<WriteError> for ApiError {
             WriteError::Invalid(message) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_entities", message)
             }
-            WriteError::Store(e) => Self::internal(e),
+            WriteError::Store(e) => e.into(),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            // The operator must act; the caller may retry elsewhere.
+            StoreError::FileChanged(changed) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                changed.to_string(),
+            ),
+            StoreError::Database(e) => Self::internal(e),
+        }
     }
 }

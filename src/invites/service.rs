@@ -451,6 +451,16 @@ impl InviteService {
         .await
     }
 
+    /// Starts a write transaction, unless the database file in use was
+    /// deleted or replaced (the write would be lost).
+    async fn begin_write(&self) -> Result<Tx, InviteError> {
+        self.engine
+            .store()
+            .check_file()
+            .map_err(crate::entities::WriteError::from)?;
+        Ok(store::begin_write(&self.pool).await?)
+    }
+
     /// Commits, then drops the cached entities the transaction rewrote and
     /// wakes the mailer if it queued mail: only after the commit, so neither
     /// a cache fill nor the mailer can read the state before it.
@@ -490,7 +500,7 @@ impl InviteService {
         )
         .await?;
         let schema = self.schema();
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let user_id = match store::user_by_email(&mut tx, &email).await? {
             Some(u) => {
                 sqlx::query("update app_user set system_admin = 1 where user_id = $1")
@@ -555,7 +565,7 @@ impl InviteService {
         };
         let prepared = self.prepare(&org_id, &owner, true).await?;
         let schema = self.schema();
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         if store::org_by_id(&mut tx, &org_id).await?.is_some() {
             return Err(InviteError::Conflict(format!(
                 "organization `{org_id}` already exists"
@@ -617,7 +627,7 @@ impl InviteService {
         prepared: Prepared,
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let org = existing_org(&mut tx, org_id).await?;
         let (outcome, uids, mailed) = self
             .write_invite(&mut tx, actor, &org, prepared, now)
@@ -966,7 +976,7 @@ impl InviteService {
     ) -> Result<InviteOutcome, InviteError> {
         self.authorize_member(actor, "invitations.resend", org_id, user_id, None, now)
             .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let (org, membership) = self.load_member(&mut tx, org_id, user_id).await?;
         if membership.status != Status::Pending {
             return Err(InviteError::Conflict(format!(
@@ -1018,7 +1028,7 @@ impl InviteService {
     ) -> Result<(), InviteError> {
         self.authorize_member(actor, "invitations.revoke", org_id, user_id, None, now)
             .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         self.load_member(&mut tx, org_id, user_id).await?;
         if store::revoke_pending(&mut tx, org_id, user_id, now).await? == 0 {
             return Err(InviteError::NotFound(format!(
@@ -1365,7 +1375,7 @@ impl InviteService {
         }
         self.authorize_member(actor, "agents.approve", org_id, user_id, None, now)
             .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let (_, before) = self.load_member(&mut tx, org_id, user_id).await?;
         if !before.agent {
             return Err(InviteError::Conflict(format!(
@@ -1408,7 +1418,7 @@ impl InviteService {
         if self.engine.decide(&request, "").await.decision.allow {
             return Ok(());
         }
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let revoked = store::revoke_sent_by(&mut tx, org_id, user_id, now).await?;
         self.audit_revoked(&mut tx, org_id, &revoked, now).await?;
         tx.commit().await?;
@@ -1450,7 +1460,7 @@ impl InviteService {
         user_id: &str,
         members: &[MembershipRow],
     ) -> Result<Option<(Tx, MembershipRow)>, InviteError> {
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         if store::memberships_of_org(&mut tx, org_id).await? != members {
             return Ok(None);
         }
@@ -1547,7 +1557,7 @@ impl InviteService {
         let name = check_name("name", name)?;
         self.authorize_org(actor, "organization.manage", org_id, now)
             .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         existing_org(&mut tx, org_id).await?;
         store::save_department(&mut tx, org_id, &department_id, &name).await?;
         let uids = project::department(
@@ -1586,7 +1596,7 @@ impl InviteService {
     ) -> Result<(), InviteError> {
         self.authorize_org(actor, "organization.manage", org_id, now)
             .await?;
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let Some(members) = store::delete_department(&mut tx, org_id, department_id).await? else {
             return Err(InviteError::NotFound(format!(
                 "no department `{department_id}` in `{org_id}`"
@@ -1674,7 +1684,7 @@ impl InviteService {
         } else {
             None
         };
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let Some(inv) = store::consume(&mut tx, &hash_token(token), "ACCEPTED", now).await? else {
             return Err(InviteError::LinkUnavailable);
         };
@@ -1715,7 +1725,7 @@ impl InviteService {
         request_id: Option<&str>,
         now: i64,
     ) -> Result<(), InviteError> {
-        let mut tx = store::begin_write(&self.pool).await?;
+        let mut tx = self.begin_write().await?;
         let Some(inv) = store::consume(&mut tx, &hash_token(token), "DECLINED", now).await? else {
             return Err(InviteError::LinkUnavailable);
         };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -97,7 +98,9 @@ async fn with_postgresql_unreachable_an_uncached_decision_denies_within_the_stor
             );
             let relay = Relay::to(upstream).await;
             let mut relayed = url.clone();
-            relayed.set_port(Some(relay.address.port())).expect("a port");
+            relayed
+                .set_port(Some(relay.address.port()))
+                .expect("a port");
             let relayed = relayed.as_str().parse().expect("a database URL");
             let app = TestApp::spawn_with(|cfg| {
                 cfg.database_url = relayed;
@@ -127,10 +130,91 @@ async fn with_postgresql_unreachable_an_uncached_decision_denies_within_the_stor
             eprintln!("store unreachable: denied after {} ms", waited.as_millis());
             assert_eq!(during["decision"], "deny", "{during}");
             assert!(
-                during["errors"].to_string().contains("did not answer within 250 ms"),
+                during["errors"]
+                    .to_string()
+                    .contains("did not answer within 250 ms"),
                 "{during}"
             );
             assert_eq!(after["decision"], "allow", "{after}");
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_deleted_or_replaced_sqlite_file_turns_readiness_off_and_refuses_writes() {
+    Backend::Sqlite
+        .run(async {
+            for replace in [false, true] {
+                // Arrange
+                let app = TestApp::spawn().await;
+                app.load_example().await;
+                let file = app
+                    .config
+                    .database_url
+                    .sqlite_path()
+                    .expect("a SQLite file");
+                let (ready, _) = app.get_json("/readyz").await;
+                assert_eq!(ready, StatusCode::OK);
+
+                // Act: the file is deleted, or replaced by a copy of itself.
+                if replace {
+                    let copy = file.with_extension("copy");
+                    std::fs::copy(&file, &copy).expect("copy the database");
+                    std::fs::rename(&copy, &file).expect("replace the database");
+                } else {
+                    std::fs::remove_file(&file).expect("delete the database");
+                }
+                let (ready, body) = app.get_json("/readyz").await;
+                let account = json!([{"uid": {"type": "Account", "id": "lost"},
+                    "attrs": {"tenant": "acme", "accountType": "Active"}, "parents": []}]);
+                let (written, refusal) = app.put_json("/v1/entities", &account).await;
+
+                // Assert
+                assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+                assert!(!written.is_success(), "a write was acknowledged: {refusal}");
+                assert!(
+                    refusal["error"]["message"]
+                        .to_string()
+                        .contains("writes are refused"),
+                    "{refusal}"
+                );
+            }
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_start_does_not_silently_create_a_fresh_database_where_one_was_in_use() {
+    Backend::Sqlite
+        .run(async {
+            // Arrange: a sidecar that used its database and token file.
+            let mut app = TestApp::spawn().await;
+            app.load_example().await;
+            app.stop().await;
+            let mut config = app.config.clone();
+            config.api_token = None;
+            let token_file = app.dir().join("cedargate.token");
+            std::fs::write(&token_file, "a-token\n").expect("a token file");
+            config.token_file = Some(token_file);
+            let file = config.database_url.sqlite_path().expect("a SQLite file");
+            std::fs::remove_file(&file).expect("lose the database");
+
+            // Act
+            let refused = cedargate::startup::Application::build(config.clone()).await;
+            config.create_database = true;
+            let created = cedargate::startup::Application::build(config).await;
+
+            // Assert
+            let Err(refusal) = refused else {
+                panic!("the start on a lost database was not refused")
+            };
+            let message = format!("{refusal:#}");
+            assert!(message.contains("is missing"), "{message}");
+            assert!(message.contains("--create-database"), "{message}");
+            assert!(
+                created.is_ok(),
+                "--create-database starts on an empty store"
+            );
         })
         .await;
 }
