@@ -119,6 +119,17 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_CREATE_DATABASE")]
     pub create_database: bool,
 
+    /// Connections served at once; more wait in the listen backlog. Keep it
+    /// below the open-file limit (raised to the hard limit at start).
+    #[arg(long, env = "CEDARGATE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Time (milliseconds) a client has to send a request's headers, from
+    /// the connection's start or the end of the previous response; it also
+    /// closes keep-alive connections left idle that long.
+    #[arg(long, env = "CEDARGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CEDARGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -256,6 +267,8 @@ impl ServeConfig {
             // Generous: a test machine may be busy; the outage test sets its own.
             store_timeout_ms: 10_000,
             create_database: false,
+            max_connections: 4096,
+            header_timeout_ms: 10_000,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             invites: InviteArgs::for_tests(&repo.join("target").join("test-outbox")),

@@ -31,5 +31,7 @@ pub mod metrics;
 pub mod policy;
 /// YAML policy test suites, coverage and JUnit output.
 pub mod policytest;
+/// The HTTP server loop: connection cap, header and idle timeouts.
+pub mod server;
 /// Building and running the server.
 pub mod startup;

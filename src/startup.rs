@@ -130,6 +130,17 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let snapshot = load_policies(&config.policy)?;
         refuse_lost_database(&config)?;
+        match crate::server::raise_open_file_limit() {
+            Ok(files) if (files as usize) < config.max_connections.saturating_add(64) => {
+                tracing::warn!(
+                    open_files = files,
+                    max_connections = config.max_connections,
+                    "the open-file limit is below --max-connections: lower it or raise the hard limit"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
         let pool = crate::db::connect(&config.database_url)
             .await
             .context("cannot open the database")?;
@@ -243,12 +254,18 @@ impl Application {
             ));
         }
         tracing::info!(address = %self.local_addr()?, database = %self.config.database_url, "cedargate serving");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the server failed");
+        crate::server::serve(
+            self.listener,
+            self.router,
+            crate::server::ConnectionLimits {
+                max_connections: self.config.max_connections,
+                header_timeout: Duration::from_millis(self.config.header_timeout_ms),
+            },
+            shutdown,
+        )
+        .await;
         tasks.abort_all();
-        served
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
-//! A store that stops answering: decisions deny fast, with the reason, and
-//! recover when it answers again.
+//! Faults: a store that stops answering (decisions deny fast, with the
+//! reason, and recover), a database file lost while serving, and floods of
+//! idle or slow connections.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,4 +218,79 @@ async fn a_start_does_not_silently_create_a_fresh_database_where_one_was_in_use(
             );
         })
         .await;
+}
+
+on_both_backends!(
+    idle_sockets_and_slow_header_senders_are_closed_and_health_keeps_answering,
+    multi_thread
+);
+async fn idle_sockets_and_slow_header_senders_are_closed_and_health_keeps_answering() {
+    // Arrange: a small connection pool and a short header deadline.
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.max_connections = 64;
+        cfg.header_timeout_ms = 500;
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        idle.push(TcpStream::connect(&address).await.expect("connect"));
+    }
+    let mut tricklers = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let address = address.clone();
+        tricklers.spawn(async move {
+            let mut stream = TcpStream::connect(&address).await.expect("connect");
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").await;
+            // One byte at a time, never ending the headers, for up to a
+            // minute: `true` when the server closed the connection first.
+            for _ in 0..600 {
+                if stream.write_all(b"a").await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        });
+    }
+
+    // Act: health probes while the flood holds on.
+    let mut probes = Vec::new();
+    for _ in 0..5 {
+        let (status, _) = app.get_json("/healthz").await;
+        probes.push(status);
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let mut closed = 0;
+    for mut socket in idle {
+        let mut byte = [0u8; 1];
+        let left = deadline.saturating_duration_since(Instant::now());
+        // EOF or a reset: the server closed the idle connection.
+        if let Ok(Ok(_) | Err(_)) = tokio::time::timeout(left, socket.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    let slow_closed = tricklers
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|c| *c)
+        .count();
+
+    // Assert
+    assert!(probes.iter().all(|s| *s == StatusCode::OK), "{probes:?}");
+    assert_eq!(
+        closed,
+        150,
+        "idle connections the server never closed: {}",
+        150 - closed
+    );
+    assert_eq!(
+        slow_closed,
+        50,
+        "slow senders the server never closed: {}",
+        50 - slow_closed
+    );
+    let (status, _) = app.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
 }
