@@ -130,6 +130,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
+    /// Longest wait (milliseconds) for the store revision a decision asks
+    /// for (`X-Cedargate-Min-Revision`); past it the answer is 503.
+    #[arg(long, env = "CEDARGATE_CONSISTENCY_WAIT_MS", default_value_t = 1000)]
+    pub consistency_wait_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CEDARGATE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -269,6 +274,7 @@ impl ServeConfig {
             create_database: false,
             max_connections: 4096,
             header_timeout_ms: 10_000,
+            consistency_wait_ms: 1000,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             invites: InviteArgs::for_tests(&repo.join("target").join("test-outbox")),

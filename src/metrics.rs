@@ -47,6 +47,11 @@ pub struct Metrics {
     pub reload_failures: Counter,
     /// HTTP responses by status code.
     pub http_responses: Family<StatusLabels, Counter>,
+    /// 1 while the PostgreSQL change notifications are listened to, 0 while
+    /// only polling finds other sidecars' writes.
+    pub change_notifications_connected: Gauge,
+    /// Times the notification connection was lost.
+    pub change_notification_losses: Counter,
 }
 
 impl Default for Metrics {
@@ -61,6 +66,18 @@ impl Default for Metrics {
         let policy_revision = Gauge::default();
         let reload_failures = Counter::default();
         let http_responses = Family::<StatusLabels, Counter>::default();
+        let change_notifications_connected = Gauge::default();
+        let change_notification_losses = Counter::default();
+        registry.register(
+            "change_notifications_connected",
+            "1 while PostgreSQL change notifications are received (else polling only)",
+            change_notifications_connected.clone(),
+        );
+        registry.register(
+            "change_notification_losses",
+            "Losses of the PostgreSQL notification connection",
+            change_notification_losses.clone(),
+        );
         registry.register("decisions", "Decisions by outcome", decisions.clone());
         registry.register(
             "decision_errors",
@@ -115,6 +132,8 @@ impl Default for Metrics {
             policy_revision,
             reload_failures,
             http_responses,
+            change_notifications_connected,
+            change_notification_losses,
         }
     }
 }

@@ -112,6 +112,7 @@ pub struct Application {
     router: axum::Router,
     engine: Arc<Engine>,
     mailer: Option<Arc<Mailer>>,
+    metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     config: ServeConfig,
 }
@@ -180,7 +181,8 @@ impl Application {
                 metrics.clone(),
                 log,
             )?
-            .with_test_gate(config.reload_test_gate),
+            .with_test_gate(config.reload_test_gate)
+            .with_consistency_wait(Duration::from_millis(config.consistency_wait_ms)),
         );
         let auth = Arc::new(resolve_auth(&config)?);
         let listener = TcpListener::bind(config.bind)
@@ -203,7 +205,7 @@ impl Application {
         };
         let state = AppState::new(Services {
             engine: engine.clone(),
-            metrics,
+            metrics: metrics.clone(),
             auth,
             invites,
             clock: clock.clone(),
@@ -217,6 +219,7 @@ impl Application {
             router: http::router(state, limits),
             engine,
             mailer,
+            metrics,
             clock,
             config,
         })
@@ -243,6 +246,13 @@ impl Application {
             Duration::from_millis(self.config.sync_interval_ms),
         ));
         tasks.spawn(sighup_loop(self.engine.clone()));
+        if self.config.database_url.is_postgres() {
+            tasks.spawn(notification_loop(
+                self.engine.clone(),
+                self.config.database_url.clone(),
+                self.metrics.clone(),
+            ));
+        }
         if let Some(mailer) = &self.mailer {
             tasks.spawn(mailer.clone().run(MAIL_POLL, self.clock.clone()));
         }
@@ -370,6 +380,68 @@ async fn sync_loop(engine: Arc<Engine>, every: Duration) {
         interval.tick().await;
         if let Err(e) = engine.store().sync().await {
             tracing::warn!(error = %e, "cannot read entity changes");
+        }
+    }
+}
+
+/// Catches up as soon as another sidecar sharing the PostgreSQL database
+/// announces a committed store revision. Polling (`sync_loop`) goes on
+/// beside it, so a lost notification connection delays other sidecars'
+/// writes by one sync interval at most; its loss and recovery are logged
+/// and shown in the metrics.
+async fn notification_loop(
+    engine: Arc<Engine>,
+    url: crate::config::DatabaseUrl,
+    metrics: Arc<Metrics>,
+) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match sqlx::postgres::PgListener::connect(url.expose()).await {
+            Ok(mut listener) => match listener.listen(crate::entities::CHANGE_CHANNEL).await {
+                Ok(()) => {
+                    metrics.change_notifications_connected.set(1);
+                    tracing::info!("listening for other sidecars' store changes");
+                    pause = Duration::from_millis(100);
+                    listen(&engine, &mut listener, &metrics).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for store changes; polling only")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot connect for store change notifications; polling only")
+            }
+        }
+        metrics.change_notifications_connected.set(0);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Applies each announced revision; returns when the connection fails.
+async fn listen(engine: &Engine, listener: &mut sqlx::postgres::PgListener, metrics: &Metrics) {
+    // Whatever was committed before the listening started.
+    let _ = engine.store().sync().await;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => {
+                if let Err(e) = engine.store().sync().await {
+                    tracing::warn!(error = %e, "cannot read entity changes");
+                }
+            }
+            Ok(None) => {
+                // Reconnected by sqlx: notifications in between were lost.
+                metrics.change_notification_losses.inc();
+                tracing::warn!(
+                    "the store change notification connection was lost and re-established"
+                );
+                let _ = engine.store().sync().await;
+            }
+            Err(e) => {
+                metrics.change_notification_losses.inc();
+                tracing::warn!(error = %e, "lost the store change notifications; polling only until they are back");
+                return;
+            }
         }
     }
 }

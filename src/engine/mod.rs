@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cli::PolicyArgs;
 use crate::decisionlog::{DecisionLog, DecisionRecord};
-use crate::entities::{EntityStore, Plan, SchemaRef};
+use crate::entities::{EntityStore, Plan, ReachError, SchemaRef};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
 use cache::{DecisionCache, DecisionKey};
@@ -113,6 +113,9 @@ pub struct Decided {
     pub decision: Decision,
     /// The policy revision that decided.
     pub policy_revision: u64,
+    /// The store revision whose entities decided (a consistency token: a
+    /// later request may ask for at least this state).
+    pub store_revision: u64,
     /// Served from the decision cache.
     pub cached: bool,
 }
@@ -144,6 +147,8 @@ pub struct Engine {
     test_gate: bool,
     /// One log line per distinct decision-path error per window.
     errors: crate::decisionlog::Throttle,
+    /// Longest wait for a store revision a request asks for.
+    consistency_wait: Duration,
 }
 
 impl Engine {
@@ -170,6 +175,7 @@ impl Engine {
             reloading: tokio::sync::Mutex::new(()),
             test_gate: true,
             errors: crate::decisionlog::Throttle::new(ERROR_LOG_WINDOW),
+            consistency_wait: Duration::from_secs(1),
         })
     }
 
@@ -185,6 +191,26 @@ impl Engine {
     /// so a reload never mixes two policy sets in one answer.
     pub fn current(&self) -> Arc<Loaded> {
         self.current.load_full()
+    }
+
+    /// How long a request asking for a store revision may wait for it.
+    pub fn with_consistency_wait(mut self, wait: Duration) -> Self {
+        self.consistency_wait = wait;
+        self
+    }
+
+    /// Makes the decisions that follow see at least store revision
+    /// `wanted` (a consistency token from a write): catches up at once and
+    /// waits for it at most the consistency bound. `None` asks nothing.
+    pub async fn at_least(&self, wanted: Option<u64>) -> Result<(), ReachError> {
+        match wanted {
+            Some(wanted) => self
+                .store
+                .catch_up_to(wanted, self.consistency_wait)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// The entity store.
@@ -242,6 +268,9 @@ impl Engine {
         // Read the epoch before any entity: a write during evaluation moves
         // it, so this answer is cached under a key nobody asks for again.
         let epoch = self.store.epoch();
+        // A cached answer was computed with no entity change applied since:
+        // it holds at the revision the caches reflect now.
+        let mut store_revision = self.store.revision();
         let parsed = parse_request(&loaded.snapshot, request);
         let key = match &parsed {
             Ok(p) if request.entities.is_empty() && self.decisions.enabled() => Some(
@@ -254,7 +283,11 @@ impl Engine {
             Some(decision) => (decision, true),
             None => {
                 let decision = match parsed {
-                    Ok(uids) => self.evaluate(loaded, uids, request).await,
+                    Ok(uids) => {
+                        let (decision, at) = self.evaluate(loaded, uids, request).await;
+                        store_revision = at.unwrap_or(store_revision);
+                        decision
+                    }
                     Err(e) => Decision::deny_with_error(e),
                 };
                 // Errors may be transient (an unreachable store): never cache them.
@@ -279,16 +312,19 @@ impl Engine {
         Decided {
             decision,
             policy_revision: loaded.revision,
+            store_revision,
             cached: hit,
         }
     }
 
+    /// The decision, and the store revision of the entities it was made on
+    /// (`None` when it failed before reading any).
     async fn evaluate(
         &self,
         loaded: &Loaded,
         uids: RequestUids,
         request: &AuthzRequest,
-    ) -> Decision {
+    ) -> (Decision, Option<u64>) {
         let snapshot = &loaded.snapshot;
         let RequestUids {
             principal,
@@ -297,7 +333,7 @@ impl Engine {
         } = uids;
         let cedar_request = match snapshot.request(principal, action, resource, &request.context) {
             Ok(r) => r,
-            Err(e) => return Decision::deny_with_error(e),
+            Err(e) => return (Decision::deny_with_error(e), None),
         };
         // A validated request always names its principal, action and resource.
         let (Some(principal), Some(action), Some(resource)) = (
@@ -305,11 +341,14 @@ impl Engine {
             cedar_request.action(),
             cedar_request.resource(),
         ) else {
-            return Decision::deny_with_error("the request lost its principal, action or resource");
+            return (
+                Decision::deny_with_error("the request lost its principal, action or resource"),
+                None,
+            );
         };
         let extra = match request_entities(loaded, &request.entities) {
             Ok(extra) => extra,
-            Err(e) => return Decision::deny_with_error(e),
+            Err(e) => return (Decision::deny_with_error(e), None),
         };
         match self
             .store
@@ -336,13 +375,15 @@ impl Engine {
             )
             .await
         {
-            Ok(entities) => snapshot.decide(&cedar_request, &entities),
+            Ok((entities, revision)) => {
+                (snapshot.decide(&cedar_request, &entities), Some(revision))
+            }
             Err(e) => {
                 let message = e.to_string();
                 if let Some(repeats) = self.errors.admit(&message, Instant::now()) {
                     tracing::error!(error = %message, repeats, "cannot load entities for a decision (denied)");
                 }
-                Decision::deny_with_error(message)
+                (Decision::deny_with_error(message), None)
             }
         }
     }

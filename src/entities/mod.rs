@@ -40,7 +40,7 @@ use sqlx::AnyPool;
 
 use crate::policy::Supplied;
 
-pub use sql::StoreError;
+pub use sql::{CHANGE_CHANNEL, StoreError};
 
 /// How many attribute/tag hops from the principal and the resource are
 /// loaded. Two hops reach `principal.getTag(t).org` (User → Membership →
@@ -414,6 +414,40 @@ impl EntityStore {
         Ok(invalidated)
     }
 
+    /// Waits until this process's caches reflect at least store revision
+    /// `wanted`, reading the change log at once and then as often as it
+    /// takes, for at most `bound`. Returns the revision reached.
+    pub async fn catch_up_to(
+        &self,
+        wanted: u64,
+        bound: std::time::Duration,
+    ) -> Result<u64, ReachError> {
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            if self.revision() >= wanted {
+                return Ok(self.revision());
+            }
+            self.sync().await?;
+            let reached = self.revision();
+            if reached >= wanted {
+                return Ok(reached);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ReachError::NotReached {
+                    wanted,
+                    reached,
+                    waited: bound,
+                });
+            }
+            // The revision may not be committed yet (a write in flight on
+            // another sidecar), or may never be (a token from elsewhere).
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(25));
+        }
+    }
+
     /// Marks every change up to now as applied (at start, when caches are empty).
     pub async fn mark_synced(&self) -> Result<(), StoreError> {
         let revision = sql::revision(&self.pool).await?;
@@ -467,7 +501,8 @@ impl EntityStore {
         Ok(parsed)
     }
 
-    /// Builds the entities one request needs: the slice's entities, then
+    /// Builds the entities one request needs, and the store revision they
+    /// are as of: the slice's entities, then
     /// `action` (the request's action entity and its groups). `extra`
     /// (request-scoped entities) take precedence over stored entities with
     /// the same uid; with them the plan is always [`Plan::Everything`].
@@ -483,7 +518,7 @@ impl EntityStore {
         extra: &[&serde_json::Value],
         supplied: Option<&Supplied>,
         plan: Plan<'_>,
-    ) -> Result<Entities, SliceError> {
+    ) -> Result<(Entities, u64), SliceError> {
         let attempts = async {
             for _ in 0..SLICE_ATTEMPTS {
                 let view = View {
@@ -494,7 +529,9 @@ impl EntityStore {
                     .slice_at(view, roots, action, extra, supplied, plan)
                     .await
                 {
-                    Ok(entities) if self.position() == view.at => return Ok(entities),
+                    Ok(entities) if self.position() == view.at => {
+                        return Ok((entities, view.at.revision));
+                    }
                     Ok(_) => {}
                     Err(SliceError::Moved) => {
                         self.sync().await?;
@@ -757,6 +794,24 @@ impl EntityStore {
 
 /// A slice being assembled, by uid.
 type SliceMap = HashMap<EntityUid, Arc<CoreEntity>, foldhash::fast::RandomState>;
+
+/// Why the store did not reach an asked revision.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The revision was not there within the bound.
+    #[error("store revision {wanted} was not reached within {} ms (this sidecar is at {reached}); retry, or check the token", waited.as_millis())]
+    NotReached {
+        /// The revision asked for.
+        wanted: u64,
+        /// The revision reached.
+        reached: u64,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+}
 
 /// Why a slice could not be built. On the decision path this is a Deny.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,10 @@ pub enum StoreError {
     FileChanged(#[from] crate::db::FileChanged),
 }
 
+/// The PostgreSQL notification channel a committed store revision is
+/// announced on.
+pub const CHANGE_CHANNEL: &str = "cedargate_store_revision";
+
 fn type_and_id(uid: &EntityUid) -> (String, String) {
     (uid.type_name().to_string(), uid.id().unescaped().to_owned())
 }
@@ -94,6 +98,14 @@ pub(super) async fn commit(
     for uid in changed {
         let (ty, id) = type_and_id(uid);
         record_change(&mut tx, revision, &ty, &id).await?;
+    }
+    if tx.backend_name() == "PostgreSQL" {
+        // Delivered at commit: the other sidecars catch up at once.
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(revision.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(Some(revision.max(0) as u64))
