@@ -4,15 +4,14 @@
 //! verification; the actor is authorized through the Cedar policies.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::ApiError;
-use super::extract::ApiJson;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, Csv, Path, Query};
 use crate::audit;
 use crate::invites::bulk::{BulkOptions, BulkReport};
 use crate::invites::service::{Accepted, EditInput, InviteInput, InviteOutcome, MemberView};
@@ -23,11 +22,18 @@ pub const ACTOR_HEADER: &str = "x-cedargate-actor";
 /// The header saying the actor's session passed MFA.
 pub const ACTOR_MFA_HEADER: &str = "x-cedargate-actor-mfa";
 
-/// The acting user as the request names them.
-#[derive(Debug)]
+/// The acting user as the request names them (and, for the OpenAPI
+/// document, the headers that name them).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
 pub struct ActorHeader {
+    /// The acting user: user id or e-mail.
+    #[param(rename = "X-Cedargate-Actor")]
     name: String,
+    /// `true` when the actor's session passed two-step verification.
+    #[param(rename = "X-Cedargate-Actor-Mfa", required = false)]
     mfa: bool,
+    #[param(ignore)]
     request_id: Option<String>,
 }
 
@@ -83,14 +89,31 @@ pub struct NewAdmin {
     pub last_name: String,
 }
 
+/// The new system administrator.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewAdminId {
+    /// Their user id.
+    pub user_id: String,
+}
+
 /// Creates a system administrator (system administrators only).
-#[utoipa::path(post, path = "/v1/admins", tag = "administration", request_body = NewAdmin,
-    responses((status = 201, description = "created"), (status = 403, description = "refused by the policies")))]
+#[utoipa::path(post, path = "/v1/admins", tag = "administration", params(ActorHeader), request_body = NewAdmin,
+    responses(
+        (status = 201, description = "created", body = NewAdminId),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "invalid e-mail or names (`field` names it)", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn create_admin(
     State(state): State<AppState>,
     who: ActorHeader,
     ApiJson(body): ApiJson<NewAdmin>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewAdminId>), ApiError> {
     let (service, actor) = actor(&state, who).await?;
     let user_id = service
         .create_admin(
@@ -101,7 +124,7 @@ pub async fn create_admin(
             state.clock.now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"user_id": user_id}))))
+    Ok((StatusCode::CREATED, Json(NewAdminId { user_id })))
 }
 
 /// A new organization and its first owner.
@@ -119,8 +142,19 @@ pub struct NewOrganization {
 }
 
 /// Creates an organization and invites its owner (system administrators only).
-#[utoipa::path(post, path = "/v1/orgs", tag = "administration", request_body = NewOrganization,
-    responses((status = 201, body = InviteOutcome), (status = 403, description = "refused by the policies"), (status = 409, description = "exists")))]
+#[utoipa::path(post, path = "/v1/orgs", tag = "administration", params(ActorHeader), request_body = NewOrganization,
+    responses(
+        (status = 201, body = InviteOutcome),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 409, description = "the organization exists", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "invalid field (`field` names it)", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn create_org(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -143,7 +177,17 @@ pub async fn create_org(
 /// The organization's members with status, role, permissions,
 /// restrictions, department, agent flag and invitation state.
 #[utoipa::path(get, path = "/v1/orgs/{org}/members", tag = "administration",
-    params(("org" = String, Path)), responses((status = 200, body = Vec<MemberView>)))]
+    params(ActorHeader, ("org" = String, Path)),
+    responses(
+        (status = 200, body = Vec<MemberView>),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a path segment that is not UTF-8", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn list_members(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -159,10 +203,21 @@ pub async fn list_members(
 
 /// Invites one person ("save" with `send: false`, "save and send" by default).
 #[utoipa::path(post, path = "/v1/orgs/{org}/invitations", tag = "administration",
-    params(("org" = String, Path)), request_body = InviteInput,
-    responses((status = 201, body = InviteOutcome), (status = 403, description = "refused by the policies"),
-              (status = 409, description = "already a member"), (status = 422, description = "invalid field"),
-              (status = 429, description = "rate limited; see Retry-After")))]
+    params(ActorHeader, ("org" = String, Path)), request_body = InviteInput,
+    responses(
+        (status = 201, body = InviteOutcome),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization", body = ErrorBody),
+        (status = 409, description = "already a member, or an inactive member (reactivate instead)", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "invalid field (`field` names it)", body = ErrorBody),
+        (status = 429, description = "over the organization's 24-hour limit; see `Retry-After`", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn invite(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -179,14 +234,26 @@ pub async fn invite(
 /// Invites everyone in a CSV file (`Content-Type: text/csv`); see the README
 /// for the columns. Validates the whole file first.
 #[utoipa::path(post, path = "/v1/orgs/{org}/invitations/bulk", tag = "administration",
-    params(("org" = String, Path), BulkOptions), request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = BulkReport), (status = 422, description = "the file cannot be read"), (status = 429, description = "would cross the rate limit")))]
+    params(ActorHeader, ("org" = String, Path), BulkOptions), request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 200, body = BulkReport),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, a query that does not parse, or a body that is not UTF-8", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 415, description = "the body is not `text/csv`", body = ErrorBody),
+        (status = 422, description = "the file cannot be read (no rows, unknown or missing column)", body = ErrorBody),
+        (status = 429, description = "would cross the organization's 24-hour limit; see `Retry-After`", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn bulk_invite(
     State(state): State<AppState>,
     who: ActorHeader,
     Path(org): Path<String>,
     Query(options): Query<BulkOptions>,
-    body: String,
+    Csv(body): Csv,
 ) -> Result<Json<BulkReport>, ApiError> {
     let (service, actor) = actor(&state, who).await?;
     Ok(Json(
@@ -198,7 +265,19 @@ pub async fn bulk_invite(
 
 /// Resends a pending member's invitation: a new link; the old one stops working.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members/{user}/invitation", tag = "administration",
-    params(("org" = String, Path), ("user" = String, Path)), responses((status = 200, body = InviteOutcome)))]
+    params(ActorHeader, ("org" = String, Path), ("user" = String, Path)),
+    responses(
+        (status = 200, body = InviteOutcome),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a path segment that is not UTF-8", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization or member", body = ErrorBody),
+        (status = 409, description = "the member is not pending", body = ErrorBody),
+        (status = 429, description = "over the organization's 24-hour limit; see `Retry-After`", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn resend(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -214,7 +293,17 @@ pub async fn resend(
 
 /// Revokes a pending member's invitation.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}/invitation", tag = "administration",
-    params(("org" = String, Path), ("user" = String, Path)), responses((status = 204, description = "revoked")))]
+    params(ActorHeader, ("org" = String, Path), ("user" = String, Path)),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a path segment that is not UTF-8", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization, member or pending invitation", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -229,7 +318,20 @@ pub async fn revoke(
 
 /// Changes a member's role, permissions, department, restrictions or agent flag.
 #[utoipa::path(patch, path = "/v1/orgs/{org}/members/{user}", tag = "administration",
-    params(("org" = String, Path), ("user" = String, Path)), request_body = EditInput, responses((status = 200, body = MemberView)))]
+    params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = EditInput,
+    responses(
+        (status = 200, body = MemberView),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization or member", body = ErrorBody),
+        (status = 409, description = "the members changed meanwhile; try again", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "invalid field (`field` names it)", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn edit_member(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -253,7 +355,20 @@ pub struct StatusChange {
 
 /// Sets a member ACTIVE or INACTIVE.
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/status", tag = "administration",
-    params(("org" = String, Path), ("user" = String, Path)), request_body = StatusChange, responses((status = 200, body = MemberView)))]
+    params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = StatusChange,
+    responses(
+        (status = 200, body = MemberView),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization or member", body = ErrorBody),
+        (status = 409, description = "the member is pending, or the members changed meanwhile", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "not `ACTIVE` or `INACTIVE`", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn set_status(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -271,7 +386,18 @@ pub async fn set_status(
 
 /// Removes a membership.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}", tag = "administration",
-    params(("org" = String, Path), ("user" = String, Path)), responses((status = 204, description = "removed")))]
+    params(ActorHeader, ("org" = String, Path), ("user" = String, Path)),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a path segment that is not UTF-8", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization or member", body = ErrorBody),
+        (status = 409, description = "the members changed meanwhile; try again", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn remove_member(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -296,7 +422,20 @@ pub struct AgentDecision {
 
 /// Approves or rejects a third-party agent (system administrators only).
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/agent-approval", tag = "administration",
-    params(("org" = String, Path), ("user" = String, Path)), request_body = AgentDecision, responses((status = 200, body = MemberView)))]
+    params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = AgentDecision,
+    responses(
+        (status = 200, body = MemberView),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization or member", body = ErrorBody),
+        (status = 409, description = "the member is not an agent awaiting a decision", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "approval without a designation", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn decide_agent(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -319,7 +458,16 @@ pub async fn decide_agent(
 
 /// The organization's audit trail, oldest first.
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit", tag = "administration",
-    params(("org" = String, Path), audit::Filter), responses((status = 200, body = Vec<audit::Record>)))]
+    params(ActorHeader, ("org" = String, Path), audit::Filter),
+    responses(
+        (status = 200, body = Vec<audit::Record>),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a query that does not parse", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn audit_trail(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -343,7 +491,19 @@ pub struct DepartmentBody {
 
 /// Creates or renames a department.
 #[utoipa::path(put, path = "/v1/orgs/{org}/departments/{department}", tag = "administration",
-    params(("org" = String, Path), ("department" = String, Path)), request_body = DepartmentBody, responses((status = 204, description = "saved")))]
+    params(ActorHeader, ("org" = String, Path), ("department" = String, Path)), request_body = DepartmentBody,
+    responses(
+        (status = 204, description = "saved"),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such organization", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "invalid department id or name", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn save_department(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -359,7 +519,17 @@ pub async fn save_department(
 
 /// Deletes a department; its members keep no department.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/departments/{department}", tag = "administration",
-    params(("org" = String, Path), ("department" = String, Path)), responses((status = 204, description = "deleted")))]
+    params(ActorHeader, ("org" = String, Path), ("department" = String, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "no `X-Cedargate-Actor` header, or a path segment that is not UTF-8", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 404, description = "no such department", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn delete_department(
     State(state): State<AppState>,
     who: ActorHeader,
@@ -384,7 +554,17 @@ pub struct AcceptBody {
 
 /// Accepts an invitation (the token travels in the body, never in a URL).
 #[utoipa::path(post, path = "/v1/invitations/accept", tag = "invitations", request_body = AcceptBody,
-    responses((status = 200, body = Accepted), (status = 404, description = "link unavailable"), (status = 422, description = "password rules")))]
+    responses(
+        (status = 200, body = Accepted),
+        (status = 400, description = "a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 404, description = "link unavailable: unknown, used, expired, revoked or declined", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "password rules", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn accept(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AcceptBody>,
@@ -411,7 +591,16 @@ pub struct DeclineBody {
 
 /// Declines an invitation.
 #[utoipa::path(post, path = "/v1/invitations/decline", tag = "invitations", request_body = DeclineBody,
-    responses((status = 204, description = "declined"), (status = 404, description = "link unavailable")))]
+    responses(
+        (status = 204, description = "declined"),
+        (status = 400, description = "a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 404, description = "link unavailable: unknown, used, expired, revoked or declined", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn decline(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DeclineBody>,

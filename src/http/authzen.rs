@@ -10,13 +10,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, RequestId};
 use super::native::MAX_BATCH;
 use crate::engine::{AuthzRequest, Decided, Describer};
@@ -145,6 +144,28 @@ pub struct EvaluationsResponse {
     pub evaluations: Vec<EvaluationResponse>,
 }
 
+/// The answer of `POST /access/v1/evaluations`: the batch's decisions, or
+/// one decision when the request has no items.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EvaluationsOrOne {
+    /// One decision per evaluated item.
+    Many(EvaluationsResponse),
+    /// The decision of the defaults.
+    One(EvaluationResponse),
+}
+
+/// The PDP metadata document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PdpMetadata {
+    /// This sidecar's base URL.
+    pub policy_decision_point: String,
+    /// The single-evaluation endpoint.
+    pub access_evaluation_endpoint: String,
+    /// The batch endpoint.
+    pub access_evaluations_endpoint: String,
+}
+
 fn uid(entity: &Entity) -> Value {
     json!({"type": entity.kind, "id": entity.id})
 }
@@ -201,7 +222,13 @@ fn respond(decided: Decided) -> EvaluationResponse {
 /// Decides one request (AuthZEN Access Evaluation API).
 #[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen",
     request_body = EvaluationRequest,
-    responses((status = 200, body = EvaluationResponse), (status = 400, description = "malformed request")))]
+    responses(
+        (status = 200, body = EvaluationResponse),
+        (status = 400, description = "malformed JSON, a wrong content type or missing fields", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn evaluation(
     State(state): State<AppState>,
     RequestId(id): RequestId,
@@ -219,12 +246,18 @@ pub async fn evaluation(
 /// Decides a batch (AuthZEN Access Evaluations API).
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen",
     request_body = EvaluationsRequest,
-    responses((status = 200, body = EvaluationsResponse), (status = 400, description = "malformed request")))]
+    responses(
+        (status = 200, description = "one decision per evaluated item, or one decision when there are no items", body = EvaluationsOrOne),
+        (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 evaluations", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn evaluations(
     State(state): State<AppState>,
     RequestId(id): RequestId,
     ApiJson(req): ApiJson<EvaluationsRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<EvaluationsOrOne>, ApiError> {
     let missing = |what: &str, i: usize| {
         ApiError::bad_request(format!(
             "evaluation {i}: no `{what}` here nor at the top level"
@@ -246,7 +279,7 @@ pub async fn evaluations(
             .engine
             .decide(&to_request(s, a, r, req.context.as_ref()), &id)
             .await;
-        return Ok(Json(respond(decided)).into_response());
+        return Ok(Json(EvaluationsOrOne::One(respond(decided))));
     }
     let mut requests = Vec::with_capacity(req.evaluations.len());
     for (i, item) in req.evaluations.iter().enumerate() {
@@ -278,21 +311,25 @@ pub async fn evaluations(
         })
         .await;
     let out: Vec<EvaluationResponse> = decided.into_iter().map(respond).collect();
-    Ok(Json(EvaluationsResponse { evaluations: out }).into_response())
+    Ok(Json(EvaluationsOrOne::Many(EvaluationsResponse {
+        evaluations: out,
+    })))
 }
 
 /// The PDP metadata document (AuthZEN discovery). Public.
-#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen",
-    responses((status = 200, description = "PDP metadata")))]
-pub async fn configuration(headers: HeaderMap) -> Json<Value> {
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", security(()),
+    responses(
+        (status = 200, description = "PDP metadata", body = PdpMetadata),
+    ))]
+pub async fn configuration(headers: HeaderMap) -> Json<PdpMetadata> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let base = format!("http://{host}");
-    Json(json!({
-        "policy_decision_point": base,
-        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
-        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
-    }))
+    Json(PdpMetadata {
+        access_evaluation_endpoint: format!("{base}/access/v1/evaluation"),
+        access_evaluations_endpoint: format!("{base}/access/v1/evaluations"),
+        policy_decision_point: base,
+    })
 }

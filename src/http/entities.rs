@@ -1,14 +1,14 @@
 //! Host-owned entities: upsert and delete.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
-use super::extract::ApiJson;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, Path};
 
 /// How many entities were written.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,7 +21,14 @@ pub struct Upserted {
 /// against the schema; if any is invalid, nothing is written.
 #[utoipa::path(put, path = "/v1/entities", tag = "entities",
     request_body(content = Vec<Object>, description = "Cedar entity JSON: [{\"uid\", \"attrs\", \"parents\", \"tags\"}]"),
-    responses((status = 200, body = Upserted), (status = 400, description = "invalid entities; nothing written")))]
+    responses(
+        (status = 200, body = Upserted),
+        (status = 400, description = "malformed JSON, a wrong content type, or invalid entities (nothing written)", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn put_entities(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<serde_json::Value>,
@@ -38,7 +45,14 @@ pub async fn put_entities(
 /// Deletes one entity.
 #[utoipa::path(delete, path = "/v1/entities/{type}/{id}", tag = "entities",
     params(("type" = String, Path, description = "entity type, e.g. `Account`"), ("id" = String, Path, description = "entity id")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "no such entity")))]
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "a path segment that is not UTF-8, or an invalid entity type", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 404, description = "no such entity", body = ErrorBody),
+        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
+    ))]
 pub async fn delete_entity(
     State(state): State<AppState>,
     Path((kind, id)): Path<(String, String)>,

@@ -1,23 +1,45 @@
 //! `ApiError`: the only type that becomes an HTTP error response. Every 4xx
-//! and 5xx body is `{"error": {"code", "message"}}`.
+//! and 5xx body is `{"error": {"code", "message"}}` ([`ErrorBody`]), including
+//! the rejections of axum's extractors, which are converted here once.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection, StringRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::entities::{StoreError, WriteError};
 use crate::invites::InviteError;
+
+/// The body of every 4xx and 5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable, e.g. `bad_request`, `forbidden`, `invalid`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The offending input field (`invalid` errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The policies that refused (`forbidden` errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+}
 
 /// An HTTP error with a stable machine-readable code.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
-    /// More members of the `error` object (`field`, `policies`); boxed to
-    /// keep `Result<_, ApiError>` small on the happy path.
-    details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Boxed to keep `Result<_, ApiError>` small on the happy path.
+    error: Box<ErrorDetail>,
     /// Seconds for a `Retry-After` header (429).
     retry_after: Option<i64>,
 }
@@ -27,9 +49,12 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
-            message: message.into(),
-            details: None,
+            error: Box::new(ErrorDetail {
+                code: code.to_owned(),
+                message: message.into(),
+                field: None,
+                policies: None,
+            }),
             retry_after: None,
         }
     }
@@ -53,6 +78,24 @@ impl ApiError {
         )
     }
 
+    /// 415: a body of a type this endpoint does not read.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    /// 503: the request was not answered within the time limit.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request was not answered within the time limit; try again",
+        )
+    }
+
     /// 500 with a generic message; the detail is logged once, here.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -63,11 +106,18 @@ impl ApiError {
         )
     }
 
-    fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.details
-            .get_or_insert_with(Default::default)
-            .insert(key.to_owned(), value.into());
-        self
+    /// An extractor's rejection: axum's own status and words, our body. A
+    /// body over the limit keeps its 413, a rejection that is axum's fault
+    /// (a route without the parameters its extractor needs) is a 500, and
+    /// everything else is the caller's malformed request.
+    fn rejected(status: StatusCode, text: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(status, "payload_too_large", text)
+        } else if status.is_server_error() {
+            Self::internal(text)
+        } else {
+            Self::bad_request(text)
+        }
     }
 
     /// The HTTP status.
@@ -78,10 +128,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = self.details.map(|d| *d).unwrap_or_default();
-        error.insert("code".to_owned(), self.code.into());
-        error.insert("message".to_owned(), self.message.into());
-        let body = serde_json::json!({ "error": error });
+        let body = ErrorBody { error: *self.error };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string())
@@ -99,12 +146,14 @@ impl From<InviteError> for ApiError {
         let message = e.to_string();
         match e {
             InviteError::Invalid { field, .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
-                    .with_detail("field", field)
+                let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+                error.error.field = Some(field);
+                error
             }
             InviteError::Forbidden { policies, .. } => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", message)
-                    .with_detail("policies", policies)
+                let mut error = Self::new(StatusCode::FORBIDDEN, "forbidden", message);
+                error.error.policies = Some(policies);
+                error
             }
             InviteError::UnknownActor(_) => {
                 Self::new(StatusCode::FORBIDDEN, "unknown_actor", message)
@@ -135,16 +184,26 @@ impl From<InviteError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         // AuthZEN requires 400 for malformed JSON, a wrong content type and
-        // missing fields alike (axum answers 415/422 for some of them). Only
-        // an oversized body keeps its own status.
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                rejection.body_text(),
-            );
-        }
-        Self::bad_request(rejection.body_text())
+        // missing fields alike (axum answers 415/422 for some of them).
+        Self::rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<StringRejection> for ApiError {
+    fn from(rejection: StringRejection) -> Self {
+        Self::rejected(rejection.status(), rejection.body_text())
     }
 }
 

@@ -1,7 +1,12 @@
-//! Extractors and middleware: `ApiJson` (JSON whose rejection is an
-//! `ApiError`), the request id, and bearer-token authentication.
+//! Extractors and middleware: `ApiJson`, `Path`, `Query` and `Csv` (axum's
+//! extractors whose rejection is an `ApiError`, so that no input gets a
+//! plain-text answer), the request id, bearer-token authentication and the
+//! time limit.
+
+use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +20,44 @@ use super::error::ApiError;
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path`, rejecting with our JSON error body (a segment
+/// that is not UTF-8 or does not parse is a 400). Named like axum's because
+/// utoipa's axum integration recognizes path and query parameters by the
+/// extractor's name.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query`, rejecting with our JSON error body (named like
+/// axum's for the same reason as [`Path`]).
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// A `text/csv` body as UTF-8 text: 415 for another content type, 400 for
+/// bytes that are not UTF-8, 413 over the body limit.
+#[derive(Debug)]
+pub struct Csv(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for Csv {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_csv = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"));
+        if !is_csv {
+            return Err(ApiError::unsupported_media_type(
+                "send the file with `Content-Type: text/csv`",
+            ));
+        }
+        Ok(Self(String::from_request(request, state).await?))
+    }
+}
 
 /// The request id (`X-Request-ID`, generated when the caller sent none).
 #[derive(Debug, Clone)]
@@ -78,6 +121,14 @@ pub async fn require_token(
     } else {
         ApiError::unauthorized().into_response()
     }
+}
+
+/// Middleware: 503 with our error body when the answer takes longer than
+/// the limit (the handler's future is dropped, as with tower's timeout).
+pub async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    tokio::time::timeout(limit, next.run(request))
+        .await
+        .unwrap_or_else(|_| ApiError::timeout().into_response())
 }
 
 /// Middleware: counts responses by status.

@@ -9,7 +9,7 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -128,7 +128,15 @@ fn form_page(
 }
 
 /// `GET /invite/{token}`: the acceptance page.
-pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+) -> Response {
+    // A secret that is not even UTF-8 is one more unknown link, and gets
+    // the same page as every other unavailable link (R59).
+    let Ok(Path(token)) = token else {
+        return unavailable();
+    };
     let Some(service) = &state.invites else {
         return failure(InviteError::Unavailable);
     };

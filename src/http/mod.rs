@@ -19,7 +19,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -109,7 +108,11 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses(
+        (status = 200, description = "OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "missing or invalid API token", body = error::ErrorBody),
+    ))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }
@@ -178,7 +181,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::count_status))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.timeout))
+        // Not tower-http's timeout layer: its 503 has an empty body.
+        .layer(axum::middleware::from_fn_with_state(limits.timeout, extract::time_limit))
         // The trace span records method and path only (no query, no headers),
         // so secrets never reach the logs.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, RequestId};
 use crate::engine::{AuthzRequest, Decided, Describer};
 
@@ -88,7 +88,13 @@ pub struct BatchResponse {
 /// Decides one request.
 #[utoipa::path(post, path = "/v1/is_authorized", tag = "decisions",
     request_body = IsAuthorizedRequest,
-    responses((status = 200, body = IsAuthorizedResponse), (status = 400, description = "malformed request")))]
+    responses(
+        (status = 200, body = IsAuthorizedResponse),
+        (status = 400, description = "malformed JSON, a wrong content type or missing fields", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn is_authorized(
     State(state): State<AppState>,
     RequestId(id): RequestId,
@@ -100,7 +106,13 @@ pub async fn is_authorized(
 /// Decides up to 10,000 requests against one policy revision.
 #[utoipa::path(post, path = "/v1/is_authorized/batch", tag = "decisions",
     request_body = BatchRequest,
-    responses((status = 200, body = BatchResponse), (status = 400, description = "malformed request or batch too large")))]
+    responses(
+        (status = 200, body = BatchResponse),
+        (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 requests", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn is_authorized_batch(
     State(state): State<AppState>,
     RequestId(id): RequestId,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 
 /// One policy of the set in force.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,7 +42,11 @@ pub struct PolicyStatus {
 }
 
 /// The policy set in force.
-#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = PolicyStatus)))]
+#[utoipa::path(get, path = "/v1/policies", tag = "policies",
+    responses(
+        (status = 200, body = PolicyStatus),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+    ))]
 pub async fn get_policies(State(state): State<AppState>) -> Json<PolicyStatus> {
     let loaded = state.engine.current();
     let status = state.engine.reload_status();
@@ -82,7 +86,12 @@ pub struct Reloaded {
 /// Loads the policy and schema directories again; an invalid set is
 /// refused (422 with file and line) and the previous set keeps serving.
 #[utoipa::path(post, path = "/v1/policies/reload", tag = "policies",
-    responses((status = 200, body = Reloaded), (status = 422, description = "invalid policies; the previous set keeps serving")))]
+    responses(
+        (status = 200, body = Reloaded),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 422, description = "invalid policies; the previous set keeps serving", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+    ))]
 pub async fn reload(State(state): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
     match state.engine.reload().await {
         Ok(revision) => Ok(Json(Reloaded { revision })),

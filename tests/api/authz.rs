@@ -824,9 +824,18 @@ async fn the_decision_log_never_holds_a_context_value_even_inside_an_error() {
 
     // Assert: the caller sees why; the log keeps the reason, not the value.
     assert_eq!(answer["decision"], "deny", "{answer}");
-    assert!(!answer["errors"].as_array().is_none_or(Vec::is_empty), "{answer}");
+    assert!(
+        !answer["errors"].as_array().is_none_or(Vec::is_empty),
+        "{answer}"
+    );
     let text = std::fs::read_to_string(&log_path).expect("the decision log exists");
     let record: Value = serde_json::from_str(text.trim()).expect("one JSON line");
-    assert!(!record["errors"].as_array().is_none_or(Vec::is_empty), "{text}");
-    assert!(!text.contains(secret), "a context value reached the decision log: {text}");
+    assert!(
+        !record["errors"].as_array().is_none_or(Vec::is_empty),
+        "{text}"
+    );
+    assert!(
+        !text.contains(secret),
+        "a context value reached the decision log: {text}"
+    );
 }
