@@ -173,6 +173,8 @@ pub struct EntityStore {
     gate: RwLock<()>,
     /// Highest store revision whose changes this process has applied.
     synced: AtomicU64,
+    /// Highest store revision this process wrote.
+    written: AtomicU64,
     /// Revisions this process wrote (and applied then) that `sync` has not
     /// passed yet: applying them again would only empty the caches.
     own: Mutex<BTreeSet<u64>>,
@@ -201,6 +203,7 @@ impl EntityStore {
             epoch: AtomicU64::new(0),
             gate: RwLock::new(()),
             synced: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             own: Mutex::new(BTreeSet::new()),
             syncing: tokio::sync::Mutex::new(()),
             change_log_keep,
@@ -245,6 +248,12 @@ impl EntityStore {
     /// The store revision this process's caches reflect.
     pub fn revision(&self) -> u64 {
         self.synced.load(Ordering::SeqCst)
+    }
+
+    /// A consistency token for the writes this process has made: a store
+    /// revision at or after each of them (and after every change applied).
+    pub fn token(&self) -> u64 {
+        self.written.load(Ordering::SeqCst).max(self.revision())
     }
 
     fn position(&self) -> Position {
@@ -343,6 +352,7 @@ impl EntityStore {
     /// INVARIANT) without a read of the change log.
     fn applied<'a>(&self, revision: Option<u64>, changed: impl IntoIterator<Item = &'a EntityUid>) {
         let Some(revision) = revision else { return };
+        self.written.fetch_max(revision, Ordering::SeqCst);
         self.own
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

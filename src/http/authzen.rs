@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, RequestId};
+use super::extract::{ApiJson, MinRevision, RequestId};
 use super::native::MAX_BATCH;
 use crate::engine::{AuthzRequest, Decided, Describer};
 
@@ -123,6 +123,9 @@ pub struct DecisionContext {
     pub reason_admin: ReasonAdmin,
     /// The policy revision that decided.
     pub policy_revision: u64,
+    /// The store revision whose entities decided (send it back as
+    /// `X-Cedargate-Min-Revision` to decide on that state or later).
+    pub store_revision: u64,
 }
 
 /// Why a decision was reached.
@@ -215,6 +218,7 @@ fn respond(decided: Decided) -> EvaluationResponse {
                 errors: d.errors,
             },
             policy_revision: decided.policy_revision,
+            store_revision: decided.store_revision,
         },
     }
 }
@@ -222,40 +226,45 @@ fn respond(decided: Decided) -> EvaluationResponse {
 /// Decides one request (AuthZEN Access Evaluation API).
 #[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen",
     request_body = EvaluationRequest,
+    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
     responses(
         (status = 200, body = EvaluationResponse),
         (status = 400, description = "malformed JSON, a wrong content type or missing fields", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the asked store revision was not reached in time", body = ErrorBody),
     ))]
 pub async fn evaluation(
     State(state): State<AppState>,
     RequestId(id): RequestId,
+    MinRevision(min): MinRevision,
     ApiJson(req): ApiJson<EvaluationRequest>,
-) -> Json<EvaluationResponse> {
+) -> Result<Json<EvaluationResponse>, ApiError> {
+    state.engine.at_least(min).await?;
     let request = to_request(
         &req.subject,
         &req.action,
         &req.resource,
         req.context.as_ref(),
     );
-    Json(respond(state.engine.decide(&request, &id).await))
+    Ok(Json(respond(state.engine.decide(&request, &id).await)))
 }
 
 /// Decides a batch (AuthZEN Access Evaluations API).
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen",
     request_body = EvaluationsRequest,
+    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
     responses(
         (status = 200, description = "one decision per evaluated item, or one decision when there are no items", body = EvaluationsOrOne),
         (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 evaluations", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the asked store revision was not reached in time", body = ErrorBody),
     ))]
 pub async fn evaluations(
     State(state): State<AppState>,
     RequestId(id): RequestId,
+    MinRevision(min): MinRevision,
     ApiJson(req): ApiJson<EvaluationsRequest>,
 ) -> Result<Json<EvaluationsOrOne>, ApiError> {
     let missing = |what: &str, i: usize| {
@@ -268,6 +277,7 @@ pub async fn evaluations(
             "a batch holds at most {MAX_BATCH} evaluations"
         )));
     }
+    state.engine.at_least(min).await?;
     if req.evaluations.is_empty() {
         // Without items, the request is a single evaluation of the defaults.
         let (Some(s), Some(a), Some(r)) = (&req.subject, &req.action, &req.resource) else {

@@ -15,6 +15,9 @@ use super::extract::{ApiJson, Path};
 pub struct Upserted {
     /// The number of entities written.
     pub upserted: usize,
+    /// The store revision the write reached (also `X-Cedargate-Revision`):
+    /// a consistency token for decisions that must see it.
+    pub revision: u64,
 }
 
 /// Upserts entities (a JSON array in Cedar's entity format), validated
@@ -39,7 +42,10 @@ pub async fn put_entities(
         .store()
         .upsert(loaded.snapshot.schema(), body)
         .await?;
-    Ok(Json(Upserted { upserted }))
+    Ok(Json(Upserted {
+        upserted,
+        revision: state.engine.store().token(),
+    }))
 }
 
 /// Deletes one entity.

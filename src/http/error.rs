@@ -218,6 +218,19 @@ impl From<WriteError> for ApiError {
     }
 }
 
+impl From<crate::entities::ReachError> for ApiError {
+    fn from(e: crate::entities::ReachError) -> Self {
+        match e {
+            crate::entities::ReachError::NotReached { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "revision_not_reached",
+                e.to_string(),
+            ),
+            crate::entities::ReachError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -131,6 +131,62 @@ pub async fn time_limit(State(limit): State<Duration>, request: Request, next: N
         .unwrap_or_else(|_| ApiError::timeout().into_response())
 }
 
+/// The request header a caller sends a consistency token in: decide only on
+/// state at or after this store revision.
+pub const MIN_REVISION: &str = "x-cedargate-min-revision";
+/// The response header of every successful write: the store revision it
+/// reached, to send back as [`MIN_REVISION`].
+pub const REVISION: &str = "x-cedargate-revision";
+
+/// The optional `X-Cedargate-Min-Revision` of a decision request.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRevision(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MinRevision {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(MIN_REVISION) else {
+            return Ok(Self(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(|r| Self(Some(r)))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{MIN_REVISION}` must be a store revision (a number)"
+                ))
+            })
+    }
+}
+
+impl MinRevision {
+    /// The stricter of the header and a body field.
+    pub fn or(self, body: Option<u64>) -> Option<u64> {
+        self.0.max(body)
+    }
+}
+
+/// Middleware: every successful write answers the store revision it
+/// reached (at or after it, when other writes went on meanwhile).
+pub async fn revision_header(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let writes = !request.method().is_safe();
+    let mut response = next.run(request).await;
+    if writes && response.status().is_success() && !response.headers().contains_key(REVISION) {
+        let token = state.engine.store().token();
+        response
+            .headers_mut()
+            .insert(REVISION, axum::http::HeaderValue::from(token));
+    }
+    response
+}
+
 /// Middleware: counts responses by status.
 pub async fn count_status(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;

@@ -180,6 +180,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::revision_header))
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::count_status))
         // Not tower-http's timeout layer: its 503 has an empty body.
         .layer(axum::middleware::from_fn_with_state(limits.timeout, extract::time_limit))

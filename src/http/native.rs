@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, RequestId};
+use super::extract::{ApiJson, MinRevision, RequestId};
 use crate::engine::{AuthzRequest, Decided, Describer};
 
 /// Largest batch accepted in one call.
@@ -26,9 +26,15 @@ pub struct IsAuthorizedRequest {
     /// The request context.
     #[serde(default)]
     pub context: Option<serde_json::Value>,
-    /// Request-scoped entities (Cedar entity JSON) that override stored ones.
+    /// Request-scoped entities (Cedar entity JSON): host-owned entities the
+    /// store does not hold, or attributes a stored one lacks.
     #[serde(default)]
     pub entities: Vec<serde_json::Value>,
+    /// Decide only on store state at or after this revision (a write's
+    /// `X-Cedargate-Revision`); the header `X-Cedargate-Min-Revision` does
+    /// the same.
+    #[serde(default)]
+    pub min_revision: Option<u64>,
 }
 
 impl From<IsAuthorizedRequest> for AuthzRequest {
@@ -55,6 +61,8 @@ pub struct IsAuthorizedResponse {
     pub errors: Vec<String>,
     /// The policy revision that decided.
     pub policy_revision: u64,
+    /// The store revision whose entities decided.
+    pub store_revision: u64,
     /// Served from the decision cache.
     pub cached: bool,
 }
@@ -66,6 +74,7 @@ impl From<Decided> for IsAuthorizedResponse {
             reasons: d.decision.reasons,
             errors: d.decision.errors,
             policy_revision: d.policy_revision,
+            store_revision: d.store_revision,
             cached: d.cached,
         }
     }
@@ -76,6 +85,9 @@ impl From<Decided> for IsAuthorizedResponse {
 pub struct BatchRequest {
     /// The requests.
     pub requests: Vec<IsAuthorizedRequest>,
+    /// Decide only on store state at or after this revision.
+    #[serde(default)]
+    pub min_revision: Option<u64>,
 }
 
 /// The answers, in request order.
@@ -88,34 +100,39 @@ pub struct BatchResponse {
 /// Decides one request.
 #[utoipa::path(post, path = "/v1/is_authorized", tag = "decisions",
     request_body = IsAuthorizedRequest,
+    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
     responses(
         (status = 200, body = IsAuthorizedResponse),
         (status = 400, description = "malformed JSON, a wrong content type or missing fields", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the asked store revision was not reached in time", body = ErrorBody),
     ))]
 pub async fn is_authorized(
     State(state): State<AppState>,
     RequestId(id): RequestId,
+    min: MinRevision,
     ApiJson(request): ApiJson<IsAuthorizedRequest>,
-) -> Json<IsAuthorizedResponse> {
-    Json(state.engine.decide(&request.into(), &id).await.into())
+) -> Result<Json<IsAuthorizedResponse>, ApiError> {
+    state.engine.at_least(min.or(request.min_revision)).await?;
+    Ok(Json(state.engine.decide(&request.into(), &id).await.into()))
 }
 
 /// Decides up to 10,000 requests against one policy revision.
 #[utoipa::path(post, path = "/v1/is_authorized/batch", tag = "decisions",
     request_body = BatchRequest,
+    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
     responses(
         (status = 200, body = BatchResponse),
         (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 requests", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 503, description = "not answered within the time limit", body = ErrorBody),
+        (status = 503, description = "not answered within the time limit, or the asked store revision was not reached in time", body = ErrorBody),
     ))]
 pub async fn is_authorized_batch(
     State(state): State<AppState>,
     RequestId(id): RequestId,
+    min: MinRevision,
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     if batch.requests.len() > MAX_BATCH {
@@ -123,6 +140,7 @@ pub async fn is_authorized_batch(
             "a batch holds at most {MAX_BATCH} requests"
         )));
     }
+    state.engine.at_least(min.or(batch.min_revision)).await?;
     let requests: Vec<AuthzRequest> = batch.requests.into_iter().map(Into::into).collect();
     let results = state.engine.decide_batch(&requests, &id).await;
     Ok(Json(BatchResponse {

@@ -81,6 +81,8 @@ pub async fn get_policies(State(state): State<AppState>) -> Json<PolicyStatus> {
 pub struct Reloaded {
     /// The new revision.
     pub revision: u64,
+    /// The store revision now in force (also `X-Cedargate-Revision`).
+    pub store_revision: u64,
 }
 
 /// Loads the policy and schema directories again; an invalid set is
@@ -94,7 +96,10 @@ pub struct Reloaded {
     ))]
 pub async fn reload(State(state): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
     match state.engine.reload().await {
-        Ok(revision) => Ok(Json(Reloaded { revision })),
+        Ok(revision) => Ok(Json(Reloaded {
+            revision,
+            store_revision: state.engine.store().token(),
+        })),
         Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_policies",

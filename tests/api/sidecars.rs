@@ -220,3 +220,149 @@ async fn a_sidecar_that_fell_behind_the_pruned_change_log_drops_every_cached_ent
         "B kept the revoked permission: {after}"
     );
 }
+
+/// Sets max's Billing level in acme through `app`; returns the write's
+/// consistency token (body field and header agree).
+async fn set_max_billing(app: &TestApp, level: u8) -> u64 {
+    let mut membership = example_entity("Membership", "acme/max");
+    membership["attrs"]["perms"]["billing"] = json!(level);
+    let response = app
+        .request(reqwest::Method::PUT, "/v1/entities")
+        .json(&json!([membership]))
+        .send()
+        .await
+        .expect("the write is sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let header: u64 = response.headers()["x-cedargate-revision"]
+        .to_str()
+        .expect("a header value")
+        .parse()
+        .expect("a revision");
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["revision"], header, "{body}");
+    header
+}
+
+/// `max` reads billing in acme through `app`, with an optional token.
+async fn max_reads_billing(app: &TestApp, token: Option<u64>) -> (StatusCode, serde_json::Value) {
+    let mut request = app
+        .request(reqwest::Method::POST, "/v1/is_authorized")
+        .json(&json!({
+            "principal": uid("User", "max"), "action": uid("Action", "billing.read"),
+            "resource": uid("Organization", "acme"),
+        }));
+    if let Some(token) = token {
+        request = request.header("x-cedargate-min-revision", token.to_string());
+    }
+    crate::helpers::Api::send(request).await
+}
+
+/// Rounds of "change through A, decide through B with A's token".
+const TOKEN_ROUNDS: usize = 1_000;
+
+on_both_backends!(a_decision_with_the_token_of_another_sidecar_s_write_is_never_stale);
+async fn a_decision_with_the_token_of_another_sidecar_s_write_is_never_stale() {
+    // Arrange: B would poll only once an hour; only the token makes it
+    // catch up.
+    let a = TestApp::spawn().await;
+    a.load_example().await;
+    let database_url = a.config.database_url.clone();
+    let b = TestApp::spawn_with(|cfg| {
+        cfg.database_url = database_url;
+        cfg.sync_interval_ms = 3_600_000;
+    })
+    .await;
+
+    // Act
+    let mut stale = Vec::new();
+    for round in 0..TOKEN_ROUNDS {
+        let level = if round % 2 == 0 { 0 } else { 2 };
+        let token = set_max_billing(&a, level).await;
+        let (status, answer) = max_reads_billing(&b, Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let expected = if level == 0 { "deny" } else { "allow" };
+        if answer["decision"] != expected || answer["store_revision"].as_u64() < Some(token) {
+            stale.push((round, answer));
+        }
+    }
+
+    // Assert
+    assert!(
+        stale.is_empty(),
+        "{} stale answers of {TOKEN_ROUNDS}, e.g. {:?}",
+        stale.len(),
+        stale.first()
+    );
+}
+
+on_both_backends!(a_token_from_the_future_waits_the_bound_and_answers_503);
+async fn a_token_from_the_future_waits_the_bound_and_answers_503() {
+    // Arrange
+    let app = TestApp::spawn_with(|cfg| cfg.consistency_wait_ms = 200).await;
+    app.load_example().await;
+    let token = set_max_billing(&app, 0).await;
+
+    // Act
+    let (own, own_answer) = max_reads_billing(&app, Some(token)).await;
+    let (future, refusal) = max_reads_billing(&app, Some(token + 1_000)).await;
+
+    // Assert: a token of this sidecar's own write works at once.
+    assert_eq!(own, StatusCode::OK, "{own_answer}");
+    assert_eq!(own_answer["decision"], "deny", "{own_answer}");
+    assert_eq!(future, StatusCode::SERVICE_UNAVAILABLE, "{refusal}");
+    assert_eq!(
+        refusal["error"]["code"], "revision_not_reached",
+        "{refusal}"
+    );
+}
+
+on_both_backends!(without_a_token_another_sidecar_s_write_is_seen_after_a_measured_delay);
+async fn without_a_token_another_sidecar_s_write_is_seen_after_a_measured_delay() {
+    // Arrange: B polls at the default interval; on PostgreSQL it also
+    // listens for notifications.
+    let a = TestApp::spawn().await;
+    a.load_example().await;
+    let database_url = a.config.database_url.clone();
+    let b = TestApp::spawn_with(|cfg| {
+        cfg.database_url = database_url;
+        cfg.sync_interval_ms = 500;
+    })
+    .await;
+    let mut delays = Vec::new();
+
+    // Act: flip, then ask B until it answers the new state (bounded).
+    for round in 0..30 {
+        let level = if round % 2 == 0 { 0 } else { 2 };
+        let expected = if level == 0 { "deny" } else { "allow" };
+        set_max_billing(&a, level).await;
+        let written = Instant::now();
+        let deadline = written + PROPAGATION_DEADLINE;
+        loop {
+            let (_, answer) = max_reads_billing(&b, None).await;
+            if answer["decision"] == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "B never saw round {round}: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        delays.push(written.elapsed());
+    }
+
+    // Assert: only that every change arrived; the delays are reported.
+    delays.sort();
+    eprintln!(
+        "propagation without a token ({}): median {} ms, p99 {} ms, max {} ms",
+        if a.config.database_url.is_postgres() {
+            "PostgreSQL, notifications"
+        } else {
+            "SQLite, polling"
+        },
+        delays[delays.len() / 2].as_millis(),
+        delays[delays.len() * 99 / 100].as_millis(),
+        delays[delays.len() - 1].as_millis()
+    );
+    assert_eq!(delays.len(), 30);
+}
