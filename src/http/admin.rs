@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Csv, Path, Query};
+use super::written::Written;
 use crate::audit;
 use crate::invites::bulk::{BulkOptions, BulkReport};
 use crate::invites::service::{Accepted, EditInput, InviteInput, InviteOutcome, MemberView};
@@ -99,7 +100,7 @@ pub struct NewAdminId {
 /// Creates a system administrator (system administrators only).
 #[utoipa::path(post, path = "/v1/admins", tag = "administration", params(ActorHeader), request_body = NewAdmin,
     responses(
-        (status = 201, description = "created", body = NewAdminId),
+        (status = 201, description = "created", body = Written<NewAdminId>),
         (status = 400, description = "no `X-Cedargate-Actor` header, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -113,7 +114,7 @@ pub async fn create_admin(
     State(state): State<AppState>,
     who: ActorHeader,
     ApiJson(body): ApiJson<NewAdmin>,
-) -> Result<(StatusCode, Json<NewAdminId>), ApiError> {
+) -> Result<(StatusCode, Json<Written<NewAdminId>>), ApiError> {
     let (service, actor) = actor(&state, who).await?;
     let user_id = service
         .create_admin(
@@ -124,7 +125,10 @@ pub async fn create_admin(
             state.clock.now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(NewAdminId { user_id })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Written::new(&state, NewAdminId { user_id })),
+    ))
 }
 
 /// A new organization and its first owner.
@@ -144,7 +148,7 @@ pub struct NewOrganization {
 /// Creates an organization and invites its owner (system administrators only).
 #[utoipa::path(post, path = "/v1/orgs", tag = "administration", params(ActorHeader), request_body = NewOrganization,
     responses(
-        (status = 201, body = InviteOutcome),
+        (status = 201, body = Written<InviteOutcome>),
         (status = 400, description = "no `X-Cedargate-Actor` header, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -159,7 +163,7 @@ pub async fn create_org(
     State(state): State<AppState>,
     who: ActorHeader,
     ApiJson(body): ApiJson<NewOrganization>,
-) -> Result<(StatusCode, Json<InviteOutcome>), ApiError> {
+) -> Result<(StatusCode, Json<Written<InviteOutcome>>), ApiError> {
     let (service, actor) = actor(&state, who).await?;
     let outcome = service
         .create_org(
@@ -171,7 +175,7 @@ pub async fn create_org(
             state.clock.now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(outcome)))
+    Ok((StatusCode::CREATED, Json(Written::new(&state, outcome))))
 }
 
 /// The organization's members with status, role, permissions,
@@ -205,7 +209,7 @@ pub async fn list_members(
 #[utoipa::path(post, path = "/v1/orgs/{org}/invitations", tag = "administration",
     params(ActorHeader, ("org" = String, Path)), request_body = InviteInput,
     responses(
-        (status = 201, body = InviteOutcome),
+        (status = 201, body = Written<InviteOutcome>),
         (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -223,12 +227,12 @@ pub async fn invite(
     who: ActorHeader,
     Path(org): Path<String>,
     ApiJson(body): ApiJson<InviteInput>,
-) -> Result<(StatusCode, Json<InviteOutcome>), ApiError> {
+) -> Result<(StatusCode, Json<Written<InviteOutcome>>), ApiError> {
     let (service, actor) = actor(&state, who).await?;
     let outcome = service
         .invite(&actor, &org, &body, state.clock.now())
         .await?;
-    Ok((StatusCode::CREATED, Json(outcome)))
+    Ok((StatusCode::CREATED, Json(Written::new(&state, outcome))))
 }
 
 /// Invites everyone in a CSV file (`Content-Type: text/csv`); see the README
@@ -236,7 +240,7 @@ pub async fn invite(
 #[utoipa::path(post, path = "/v1/orgs/{org}/invitations/bulk", tag = "administration",
     params(ActorHeader, ("org" = String, Path), BulkOptions), request_body(content = String, content_type = "text/csv"),
     responses(
-        (status = 200, body = BulkReport),
+        (status = 200, body = Written<BulkReport>),
         (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, a query that does not parse, or a body that is not UTF-8", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -254,20 +258,21 @@ pub async fn bulk_invite(
     Path(org): Path<String>,
     Query(options): Query<BulkOptions>,
     Csv(body): Csv,
-) -> Result<Json<BulkReport>, ApiError> {
+) -> Result<Json<Written<BulkReport>>, ApiError> {
     let (service, actor) = actor(&state, who).await?;
-    Ok(Json(
+    Ok(Json(Written::new(
+        &state,
         service
             .bulk_invite(&actor, &org, &body, options, state.clock.now())
             .await?,
-    ))
+    )))
 }
 
 /// Resends a pending member's invitation: a new link; the old one stops working.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members/{user}/invitation", tag = "administration",
     params(ActorHeader, ("org" = String, Path), ("user" = String, Path)),
     responses(
-        (status = 200, body = InviteOutcome),
+        (status = 200, body = Written<InviteOutcome>),
         (status = 400, description = "no `X-Cedargate-Actor` header, or a path segment that is not UTF-8", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -282,13 +287,14 @@ pub async fn resend(
     State(state): State<AppState>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
-) -> Result<Json<InviteOutcome>, ApiError> {
+) -> Result<Json<Written<InviteOutcome>>, ApiError> {
     let (service, actor) = actor(&state, who).await?;
-    Ok(Json(
+    Ok(Json(Written::new(
+        &state,
         service
             .resend(&actor, &org, &user, state.clock.now())
             .await?,
-    ))
+    )))
 }
 
 /// Revokes a pending member's invitation.
@@ -320,7 +326,7 @@ pub async fn revoke(
 #[utoipa::path(patch, path = "/v1/orgs/{org}/members/{user}", tag = "administration",
     params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = EditInput,
     responses(
-        (status = 200, body = MemberView),
+        (status = 200, body = Written<MemberView>),
         (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -337,13 +343,14 @@ pub async fn edit_member(
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<EditInput>,
-) -> Result<Json<MemberView>, ApiError> {
+) -> Result<Json<Written<MemberView>>, ApiError> {
     let (service, actor) = actor(&state, who).await?;
-    Ok(Json(
+    Ok(Json(Written::new(
+        &state,
         service
             .edit_member(&actor, &org, &user, &body, state.clock.now())
             .await?,
-    ))
+    )))
 }
 
 /// A status change.
@@ -357,7 +364,7 @@ pub struct StatusChange {
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/status", tag = "administration",
     params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = StatusChange,
     responses(
-        (status = 200, body = MemberView),
+        (status = 200, body = Written<MemberView>),
         (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -374,14 +381,15 @@ pub async fn set_status(
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<StatusChange>,
-) -> Result<Json<MemberView>, ApiError> {
+) -> Result<Json<Written<MemberView>>, ApiError> {
     let status = Status::parse(&body.status)?;
     let (service, actor) = actor(&state, who).await?;
-    Ok(Json(
+    Ok(Json(Written::new(
+        &state,
         service
             .set_status(&actor, &org, &user, status, state.clock.now())
             .await?,
-    ))
+    )))
 }
 
 /// Removes a membership.
@@ -424,7 +432,7 @@ pub struct AgentDecision {
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/agent-approval", tag = "administration",
     params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = AgentDecision,
     responses(
-        (status = 200, body = MemberView),
+        (status = 200, body = Written<MemberView>),
         (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
@@ -441,7 +449,7 @@ pub async fn decide_agent(
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<AgentDecision>,
-) -> Result<Json<MemberView>, ApiError> {
+) -> Result<Json<Written<MemberView>>, ApiError> {
     let (service, actor) = actor(&state, who).await?;
     let view = service
         .decide_agent(
@@ -453,7 +461,7 @@ pub async fn decide_agent(
             state.clock.now(),
         )
         .await?;
-    Ok(Json(view))
+    Ok(Json(Written::new(&state, view)))
 }
 
 /// The organization's audit trail, oldest first.
@@ -555,7 +563,7 @@ pub struct AcceptBody {
 /// Accepts an invitation (the token travels in the body, never in a URL).
 #[utoipa::path(post, path = "/v1/invitations/accept", tag = "invitations", request_body = AcceptBody,
     responses(
-        (status = 200, body = Accepted),
+        (status = 200, body = Written<Accepted>),
         (status = 400, description = "a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 404, description = "link unavailable: unknown, used, expired, revoked or declined", body = ErrorBody),
@@ -568,9 +576,10 @@ pub struct AcceptBody {
 pub async fn accept(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AcceptBody>,
-) -> Result<Json<Accepted>, ApiError> {
+) -> Result<Json<Written<Accepted>>, ApiError> {
     let service = service(&state)?;
-    Ok(Json(
+    Ok(Json(Written::new(
+        &state,
         service
             .accept(
                 &body.token,
@@ -579,7 +588,7 @@ pub async fn accept(
                 state.clock.now(),
             )
             .await?,
-    ))
+    )))
 }
 
 /// Declining through the API.

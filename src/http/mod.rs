@@ -10,6 +10,7 @@ pub mod health;
 pub mod invite_page;
 pub mod native;
 pub mod policies;
+pub mod written;
 
 use std::sync::Arc;
 use std::time::Duration;

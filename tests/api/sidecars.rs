@@ -366,3 +366,31 @@ async fn without_a_token_another_sidecar_s_write_is_seen_after_a_measured_delay(
     );
     assert_eq!(delays.len(), 30);
 }
+
+on_both_backends!(every_invitation_service_change_answers_its_consistency_token);
+async fn every_invitation_service_change_answers_its_consistency_token() {
+    // Arrange
+    let app = crate::invite_helpers::InviteApp::spawn().await;
+    let before = set_max_billing(&app.app, 1).await;
+
+    // Act: a change of the invitation service.
+    let reply = app
+        .post(
+            crate::invite_helpers::ADMIN_EMAIL,
+            "/v1/orgs",
+            &json!({"id": "initech", "name": "Initech",
+                    "owner": {"first_name": "Ida", "last_name": "Owner", "email": "ida@initech.example"}}),
+        )
+        .await;
+
+    // Assert: the body's token and the header agree, and follow the
+    // earlier write.
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let header: u64 = reply.headers["x-cedargate-revision"]
+        .to_str()
+        .expect("a header value")
+        .parse()
+        .expect("a revision");
+    assert_eq!(reply.body["revision"], header, "{}", reply.text);
+    assert!(header > before, "{header} after {before}");
+}
