@@ -1,0 +1,361 @@
+//! Assembling a slice: the entities one decision needs, as of one store
+//! revision (see the INVARIANTs of the parent module).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, PoisonError};
+
+use cedar_policy::{Entities, EntityTypeName, EntityUid};
+// cedar-policy's own (hidden but public) conversions to its core types: the
+// core API lets a slice share cached entities and skip the closure pass,
+// which the public `Entities::from_entities` always runs. cedar-policy pins
+// the core crate to its exact version, so the two cannot drift apart.
+use cedar_policy_core::ast::{Entity as CoreEntity, EntityUID};
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+
+use super::{
+    Closed, EntityStore, MAX_DEREF_DEPTH, Parsed, Plan, Position, SchemaRef, SliceError, parse, sql,
+};
+use crate::policy::Supplied;
+
+/// How many times a slice is assembled again after the store moved under
+/// it, before the decision is denied.
+const SLICE_ATTEMPTS: usize = 8;
+
+/// What one slice assembly reads with: the schema, and the position every
+/// read must agree with.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    schema: SchemaRef<'a>,
+    at: Position,
+}
+
+/// A slice being assembled, by uid.
+type SliceMap = HashMap<EntityUid, Arc<CoreEntity>, foldhash::fast::RandomState>;
+
+impl EntityStore {
+    /// Loads one entity, from the cache or the database. A database read
+    /// made at another revision than `view.at` fails with
+    /// [`SliceError::Moved`]: it cannot be mixed with the cached entities.
+    async fn get(
+        &self,
+        view: View<'_>,
+        uid: &EntityUid,
+    ) -> Result<Option<Arc<Parsed>>, SliceError> {
+        if let Some(hit) = self.cache.get(uid)
+            && hit.as_ref().is_none_or(|p| p.schema == view.schema.digest)
+        {
+            return Ok(hit);
+        }
+        let (revision, body) = sql::get(&self.pool, uid).await?;
+        if revision != view.at.revision {
+            return Err(SliceError::Moved);
+        }
+        let parsed = match body {
+            None => None,
+            Some(body) => Some(Arc::new(parse(view.schema, &body).map_err(|e| {
+                SliceError::Corrupt {
+                    uid: uid.to_string(),
+                    reason: e,
+                }
+            })?)),
+        };
+        // Inserted only if nothing moved since the view was taken, and
+        // atomically so with respect to invalidation (see INVARIANT).
+        let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+        if self.position() == view.at {
+            self.cache.insert(uid.clone(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+
+    /// Builds the entities one request needs, and the store revision they
+    /// are as of: the slice's entities, then
+    /// `action` (the request's action entity and its groups). `extra`
+    /// (request-scoped entities) take precedence over stored entities with
+    /// the same uid; with them the plan is always [`Plan::Everything`].
+    ///
+    /// The slice is one state of the store (see INVARIANT): when the store
+    /// moves while it is assembled, this process catches up and assembles
+    /// it again, up to `SLICE_ATTEMPTS` times, then gives up.
+    pub async fn slice(
+        &self,
+        schema: SchemaRef<'_>,
+        roots: [&EntityUid; 2],
+        action: &[Arc<CoreEntity>],
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
+        plan: Plan<'_>,
+    ) -> Result<(Entities, u64), SliceError> {
+        let attempts = async {
+            for _ in 0..SLICE_ATTEMPTS {
+                let view = View {
+                    schema,
+                    at: self.position(),
+                };
+                match self
+                    .slice_at(view, roots, action, extra, supplied, plan)
+                    .await
+                {
+                    Ok(entities) if self.position() == view.at => {
+                        return Ok((entities, view.at.revision));
+                    }
+                    Ok(_) => {}
+                    Err(SliceError::Moved) => {
+                        self.sync().await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(SliceError::Unsettled(SLICE_ATTEMPTS))
+        };
+        tokio::time::timeout(self.read_timeout, attempts)
+            .await
+            .unwrap_or(Err(SliceError::Timeout(self.read_timeout)))
+    }
+
+    async fn slice_at(
+        &self,
+        view: View<'_>,
+        roots: [&EntityUid; 2],
+        action: &[Arc<CoreEntity>],
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
+        plan: Plan<'_>,
+    ) -> Result<Entities, SliceError> {
+        let built = match plan {
+            Plan::Analysed {
+                id,
+                follow,
+                literals,
+            } if extra.is_empty() => {
+                let out = self
+                    .analysed_slice(view, roots, id, follow, literals)
+                    .await?;
+                // Sound without a transitive-closure pass: the roots carry
+                // their whole ancestor set, action entities come closed from
+                // the schema, and the analysis proved nothing else is ever
+                // left of `in`.
+                CoreEntities::new().add_entities(
+                    out.into_values().chain(action.iter().cloned()),
+                    None::<&NoEntitiesSchema>,
+                    TCComputation::AssumeAlreadyComputed,
+                    Extensions::all_available(),
+                )
+            }
+            _ => {
+                let out = self.full_slice(view, roots, extra, supplied).await?;
+                CoreEntities::from_entities(
+                    out.into_values()
+                        .chain(action.iter().cloned())
+                        .map(Arc::unwrap_or_clone),
+                    None::<&NoEntitiesSchema>,
+                    TCComputation::ComputeNow,
+                    Extensions::all_available(),
+                )
+            }
+        };
+        built
+            .map(Entities::from)
+            .map_err(|e| SliceError::Build(e.to_string()))
+    }
+
+    /// Roots with their whole ancestor set and what they reach, then the
+    /// literals and what they reach. No ancestor entity is needed: nothing
+    /// but a root is ever on the left of `in` (the analysis checked).
+    async fn analysed_slice(
+        &self,
+        view: View<'_>,
+        roots: [&EntityUid; 2],
+        analysis: u64,
+        follow: &HashSet<EntityTypeName>,
+        literals: &[EntityUid],
+    ) -> Result<SliceMap, SliceError> {
+        let mut out = SliceMap::with_capacity_and_hasher(8, Default::default());
+        let mut closed = Vec::with_capacity(2);
+        for root in roots {
+            if !out.contains_key(root)
+                && let Some(c) = self.closed(view, root, analysis, follow).await?
+            {
+                out.insert(root.clone(), Arc::clone(&c.entity));
+                closed.push(c);
+            }
+        }
+        // After both roots, so that a root reached from the other one keeps
+        // its closed form.
+        for (uid, entity) in closed.iter().flat_map(|c| &c.reach) {
+            out.entry(uid.clone()).or_insert_with(|| Arc::clone(entity));
+        }
+        if !literals.is_empty() {
+            let start = literals.iter().map(|u| (u.clone(), 0)).collect();
+            for (uid, entity) in self.reach(view, start, follow, None).await? {
+                out.entry(uid).or_insert(entity);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entities reachable from `queue` (uid, depth) through references of
+    /// `follow` types, to `MAX_DEREF_DEPTH`, breadth first so each is met
+    /// at its least depth. `from` (a root) is never included.
+    async fn reach(
+        &self,
+        view: View<'_>,
+        mut queue: VecDeque<(EntityUid, usize)>,
+        follow: &HashSet<EntityTypeName>,
+        from: Option<&EntityUid>,
+    ) -> Result<Vec<(EntityUid, Arc<CoreEntity>)>, SliceError> {
+        let mut seen: HashSet<EntityUid> = from.into_iter().cloned().collect();
+        let mut out = Vec::new();
+        while let Some((uid, depth)) = queue.pop_front() {
+            if !seen.insert(uid.clone()) {
+                continue;
+            }
+            let Some(parsed) = self.get(view, &uid).await? else {
+                continue;
+            };
+            if depth < MAX_DEREF_DEPTH {
+                let followed = parsed
+                    .refs
+                    .iter()
+                    .filter(|r| follow.contains(r.type_name()));
+                queue.extend(followed.map(|r| (r.clone(), depth + 1)));
+            }
+            out.push((uid, Arc::clone(&parsed.entity)));
+        }
+        Ok(out)
+    }
+
+    /// The entity `uid` with its whole ancestor set and what it reaches,
+    /// built once per entity epoch and policy analysis.
+    async fn closed(
+        &self,
+        view: View<'_>,
+        uid: &EntityUid,
+        analysis: u64,
+        follow: &HashSet<EntityTypeName>,
+    ) -> Result<Option<Arc<Closed>>, SliceError> {
+        let epoch = view.at.epoch;
+        if let Some(hit) = self.closed.get(uid)
+            && hit.epoch == epoch
+            && hit.analysis == analysis
+        {
+            return Ok(Some(hit));
+        }
+        let Some(parsed) = self.get(view, uid).await? else {
+            return Ok(None);
+        };
+        let mut ancestors: HashSet<EntityUid> = HashSet::new();
+        let mut stack: Vec<EntityUid> = parsed.parents().collect();
+        while let Some(a) = stack.pop() {
+            if ancestors.insert(a.clone())
+                && let Some(p) = self.get(view, &a).await?
+            {
+                stack.extend(p.parents());
+            }
+        }
+        // Writes are validated one batch at a time, so two batches can
+        // close a cycle; Cedar's closure pass would refuse it, and so do we.
+        if ancestors.contains(uid) {
+            return Err(SliceError::Build(format!(
+                "`{uid}` is its own ancestor: the entity hierarchy has a cycle"
+            )));
+        }
+        let entity = if ancestors.len() == parsed.entity.parents().count() {
+            Arc::clone(&parsed.entity)
+        } else {
+            let mut entity = CoreEntity::clone(&parsed.entity);
+            for a in ancestors {
+                let a: EntityUID = a.into();
+                if !entity.is_child_of(&a) {
+                    entity.add_indirect_ancestor(a);
+                }
+            }
+            Arc::new(entity)
+        };
+        let start = parsed
+            .refs
+            .iter()
+            .filter(|r| follow.contains(r.type_name()))
+            .map(|r| (r.clone(), 1))
+            .collect();
+        let reach = self.reach(view, start, follow, Some(uid)).await?;
+        // Built from data read at `epoch`: a later write moved the epoch, so
+        // this entry is never served after it.
+        let closed = Arc::new(Closed {
+            epoch,
+            analysis,
+            entity,
+            reach,
+        });
+        self.closed.insert(uid.clone(), Arc::clone(&closed));
+        Ok(Some(closed))
+    }
+
+    /// Everything reachable: references to `MAX_DEREF_DEPTH` and every
+    /// ancestor, with request-scoped entities in place of stored ones.
+    async fn full_slice(
+        &self,
+        view: View<'_>,
+        roots: [&EntityUid; 2],
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
+    ) -> Result<SliceMap, SliceError> {
+        let mut out = SliceMap::with_capacity_and_hasher(8, Default::default());
+        // Entities the store does not hold, which the request describes whole.
+        let mut request_scoped: HashSet<EntityUid> = HashSet::new();
+        for given in extra {
+            let (entity, stored) = match supplied {
+                Some(rules) => {
+                    let uid = given
+                        .get("uid")
+                        .and_then(|u| EntityUid::from_json(u.clone()).ok());
+                    let stored = match &uid {
+                        Some(uid) => self.get(view, uid).await?,
+                        None => None,
+                    };
+                    let stored_entity = stored.as_ref().map(|p| &*p.entity);
+                    let entity = rules.resolve(view.schema.schema, stored_entity, given)?;
+                    (entity, stored.is_some())
+                }
+                None => (crate::policy::describe(view.schema.schema, given)?, false),
+            };
+            let uid = EntityUid::from(entity.uid().clone());
+            if !stored {
+                request_scoped.insert(uid.clone());
+            }
+            out.insert(uid, Arc::new(entity));
+        }
+        // The smallest depth each entity was expanded at: an entity met first
+        // as an ancestor and later as a nearer reference is expanded again.
+        let mut expanded: HashMap<EntityUid, usize> = HashMap::new();
+        // (uid, depth); ancestors are queued at depth MAX so that only their
+        // parents are followed, not their references.
+        let mut queue: VecDeque<(EntityUid, usize)> =
+            roots.iter().map(|u| ((*u).clone(), 0)).collect();
+        for entity in out.values() {
+            queue.extend(
+                entity
+                    .parents()
+                    .map(|p| (EntityUid::from(p.clone()), MAX_DEREF_DEPTH)),
+            );
+        }
+        while let Some((uid, depth)) = queue.pop_front() {
+            if request_scoped.contains(&uid) || expanded.get(&uid).is_some_and(|d| *d <= depth) {
+                continue;
+            }
+            expanded.insert(uid.clone(), depth);
+            let Some(parsed) = self.get(view, &uid).await? else {
+                continue;
+            };
+            queue.extend(parsed.parents().map(|p| (p, MAX_DEREF_DEPTH)));
+            if depth < MAX_DEREF_DEPTH {
+                for r in &parsed.refs {
+                    queue.push_back((r.clone(), depth + 1));
+                }
+            }
+            out.entry(uid).or_insert_with(|| Arc::clone(&parsed.entity));
+        }
+        Ok(out)
+    }
+}
