@@ -4,10 +4,21 @@
 
 use std::time::{Duration, Instant};
 
+use cedargate::config::ServeConfig;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{TestApp, example_entity, uid};
+
+/// A second sidecar on `a`'s database, configured by `configure`.
+async fn second_sidecar(a: &TestApp, configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let database_url = a.config.database_url.clone();
+    TestApp::spawn_with(|cfg| {
+        cfg.database_url = database_url;
+        configure(cfg);
+    })
+    .await
+}
 
 /// How long B may take to learn of A's write: its sync interval many times
 /// over, so that a busy machine cannot fail the test.
@@ -19,9 +30,7 @@ async fn a_sidecar_learns_of_another_sidecar_s_entity_write() {
     // nothing can empty B's caches until A writes again.
     let a = TestApp::spawn_with(|cfg| cfg.sync_interval_ms = 100).await;
     a.load_example().await;
-    let database_url = a.config.database_url.clone();
-    let b = TestApp::spawn_with(|cfg| {
-        cfg.database_url = database_url;
+    let b = second_sidecar(&a, |cfg| {
         cfg.sync_interval_ms = 100;
     })
     .await;
@@ -91,9 +100,7 @@ async fn a_storm_of_multi_entity_writes_never_yields_a_decision_from_a_mix_of_tw
     a.load_example().await;
     let (status, body) = a.put_json("/v1/entities", &flip_state(false)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let database_url = a.config.database_url.clone();
-    let b = TestApp::spawn_with(|cfg| {
-        cfg.database_url = database_url;
+    let b = second_sidecar(&a, |cfg| {
         cfg.decision_cache_capacity = 0;
         cfg.entity_cache_capacity = 0;
     })
@@ -171,9 +178,7 @@ async fn a_sidecar_that_fell_behind_the_pruned_change_log_drops_every_cached_ent
     // sync loop is as good as paused).
     let a = TestApp::spawn_with(|cfg| cfg.change_log_keep = 5).await;
     a.load_example().await;
-    let database_url = a.config.database_url.clone();
-    let b = TestApp::spawn_with(|cfg| {
-        cfg.database_url = database_url;
+    let b = second_sidecar(&a, |cfg| {
         cfg.sync_interval_ms = 3_600_000;
     })
     .await;
@@ -266,9 +271,7 @@ async fn a_decision_with_the_token_of_another_sidecar_s_write_is_never_stale() {
     // catch up.
     let a = TestApp::spawn().await;
     a.load_example().await;
-    let database_url = a.config.database_url.clone();
-    let b = TestApp::spawn_with(|cfg| {
-        cfg.database_url = database_url;
+    let b = second_sidecar(&a, |cfg| {
         cfg.sync_interval_ms = 3_600_000;
     })
     .await;
@@ -322,9 +325,7 @@ async fn without_a_token_another_sidecar_s_write_is_seen_after_a_measured_delay(
     // listens for notifications.
     let a = TestApp::spawn().await;
     a.load_example().await;
-    let database_url = a.config.database_url.clone();
-    let b = TestApp::spawn_with(|cfg| {
-        cfg.database_url = database_url;
+    let b = second_sidecar(&a, |cfg| {
         cfg.sync_interval_ms = 500;
     })
     .await;
