@@ -20,7 +20,8 @@
 //! entities from the cache and from database reads made at the synced
 //! revision, and is accepted only if neither the revision nor the epoch
 //! moved while it was assembled; otherwise the process catches up and
-//! assembles it again.
+//! assembles it again, and after a few attempts reads it inside one
+//! database snapshot (a read transaction), bypassing the caches.
 
 mod slice;
 mod sql;
@@ -503,9 +504,6 @@ pub enum SliceError {
     /// The store did not answer in time.
     #[error("the entity store did not answer within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
-    /// The store kept moving while the slice was assembled.
-    #[error("the store changed during each of {0} attempts to read one consistent state")]
-    Unsettled(usize),
 }
 
 /// Validates an array of entities against the schema and returns each with

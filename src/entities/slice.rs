@@ -14,13 +14,14 @@ use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TC
 use cedar_policy_core::extensions::Extensions;
 
 use super::{
-    Closed, EntityStore, MAX_DEREF_DEPTH, Parsed, Plan, Position, SchemaRef, SliceError, parse, sql,
+    Closed, EntityStore, MAX_DEREF_DEPTH, Parsed, Plan, Position, SchemaRef, SliceError,
+    StoreError, parse, sql,
 };
 use crate::policy::Supplied;
 
-/// How many times a slice is assembled again after the store moved under
-/// it, before the decision is denied.
-const SLICE_ATTEMPTS: usize = 8;
+/// How many times a slice is assembled from the caches again after the
+/// store moved under it, before it is read inside one database snapshot.
+const SLICE_ATTEMPTS: usize = 4;
 
 /// What one slice assembly reads with: the schema, and the position every
 /// read must agree with.
@@ -28,6 +29,18 @@ const SLICE_ATTEMPTS: usize = 8;
 struct View<'a> {
     schema: SchemaRef<'a>,
     at: Position,
+    /// Set when the slice is read inside one database snapshot instead:
+    /// then no cache is read or filled.
+    snapshot: Option<&'a Snapshot>,
+}
+
+/// A read transaction: every read in it sees one committed state.
+struct Snapshot(tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
 }
 
 /// A slice being assembled, by uid.
@@ -42,6 +55,11 @@ impl EntityStore {
         view: View<'_>,
         uid: &EntityUid,
     ) -> Result<Option<Arc<Parsed>>, SliceError> {
+        if let Some(snapshot) = view.snapshot {
+            let mut tx = snapshot.0.lock().await;
+            let (_, body) = sql::get(&mut **tx, uid).await?;
+            return parse_body(view, uid, body);
+        }
         if let Some(hit) = self.cache.get(uid)
             && hit.as_ref().is_none_or(|p| p.schema == view.schema.digest)
         {
@@ -51,15 +69,7 @@ impl EntityStore {
         if revision != view.at.revision {
             return Err(SliceError::Moved);
         }
-        let parsed = match body {
-            None => None,
-            Some(body) => Some(Arc::new(parse(view.schema, &body).map_err(|e| {
-                SliceError::Corrupt {
-                    uid: uid.to_string(),
-                    reason: e,
-                }
-            })?)),
-        };
+        let parsed = parse_body(view, uid, body)?;
         // Inserted only if nothing moved since the view was taken, and
         // atomically so with respect to invalidation (see INVARIANT).
         let _gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
@@ -69,6 +79,57 @@ impl EntityStore {
         Ok(parsed)
     }
 
+    /// The slice read inside one database snapshot, bypassing the caches:
+    /// the way out when the store kept moving under the cached attempts.
+    async fn snapshot_slice(
+        &self,
+        schema: SchemaRef<'_>,
+        roots: [&EntityUid; 2],
+        action: &[Arc<CoreEntity>],
+        extra: &[&serde_json::Value],
+        supplied: Option<&Supplied>,
+        plan: Plan<'_>,
+    ) -> Result<(Entities, u64), SliceError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        if tx.backend_name() == "PostgreSQL" {
+            // One snapshot for the whole transaction, not one per statement.
+            sqlx::query("set transaction isolation level repeatable read, read only")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        let revision = sql::revision(&mut *tx).await?;
+        let snapshot = Snapshot(tokio::sync::Mutex::new(tx));
+        let view = View {
+            schema,
+            at: self.position(),
+            snapshot: Some(&snapshot),
+        };
+        let entities = self
+            .slice_at(view, roots, action, extra, supplied, plan)
+            .await?;
+        Ok((entities, revision))
+    }
+}
+
+/// A stored body parsed against the view's schema.
+fn parse_body(
+    view: View<'_>,
+    uid: &EntityUid,
+    body: Option<String>,
+) -> Result<Option<Arc<Parsed>>, SliceError> {
+    Ok(match body {
+        None => None,
+        Some(body) => Some(Arc::new(parse(view.schema, &body).map_err(|e| {
+            SliceError::Corrupt {
+                uid: uid.to_string(),
+                reason: e,
+            }
+        })?)),
+    })
+}
+
+impl EntityStore {
     /// Builds the entities one request needs, and the store revision they
     /// are as of: the slice's entities, then
     /// `action` (the request's action entity and its groups). `extra`
@@ -77,7 +138,8 @@ impl EntityStore {
     ///
     /// The slice is one state of the store (see INVARIANT): when the store
     /// moves while it is assembled, this process catches up and assembles
-    /// it again, up to `SLICE_ATTEMPTS` times, then gives up.
+    /// it again, up to `SLICE_ATTEMPTS` times, then reads it inside one
+    /// database snapshot, bypassing the caches.
     pub async fn slice(
         &self,
         schema: SchemaRef<'_>,
@@ -92,6 +154,7 @@ impl EntityStore {
                 let view = View {
                     schema,
                     at: self.position(),
+                    snapshot: None,
                 };
                 match self
                     .slice_at(view, roots, action, extra, supplied, plan)
@@ -107,7 +170,8 @@ impl EntityStore {
                     Err(e) => return Err(e),
                 }
             }
-            Err(SliceError::Unsettled(SLICE_ATTEMPTS))
+            self.snapshot_slice(schema, roots, action, extra, supplied, plan)
+                .await
         };
         tokio::time::timeout(self.read_timeout, attempts)
             .await
@@ -236,7 +300,8 @@ impl EntityStore {
         follow: &HashSet<EntityTypeName>,
     ) -> Result<Option<Arc<Closed>>, SliceError> {
         let epoch = view.at.epoch;
-        if let Some(hit) = self.closed.get(uid)
+        if view.snapshot.is_none()
+            && let Some(hit) = self.closed.get(uid)
             && hit.epoch == epoch
             && hit.analysis == analysis
         {
@@ -288,7 +353,9 @@ impl EntityStore {
             entity,
             reach,
         });
-        self.closed.insert(uid.clone(), Arc::clone(&closed));
+        if view.snapshot.is_none() {
+            self.closed.insert(uid.clone(), Arc::clone(&closed));
+        }
         Ok(Some(closed))
     }
 

@@ -25,8 +25,8 @@ fn type_and_id(uid: &EntityUid) -> (String, String) {
 
 /// One entity's body (`None`: not stored) and the store revision it was
 /// read at, in one statement and so from one snapshot.
-pub(super) async fn get(
-    pool: &AnyPool,
+pub(super) async fn get<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     uid: &EntityUid,
 ) -> Result<(u64, Option<String>), StoreError> {
     let (ty, id) = type_and_id(uid);
@@ -36,7 +36,7 @@ pub(super) async fn get(
     )
     .bind(ty)
     .bind(id)
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await?;
     let revision: i64 = row.get(0);
     Ok((revision.max(0) as u64, row.get(1)))
@@ -145,9 +145,11 @@ async fn record_change(
     Ok(())
 }
 
-pub(super) async fn revision(pool: &AnyPool) -> Result<u64, StoreError> {
+pub(super) async fn revision<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+) -> Result<u64, StoreError> {
     let revision: i64 = sqlx::query("select revision from store_revision where id = 1")
-        .fetch_one(pool)
+        .fetch_one(executor)
         .await?
         .get(0);
     Ok(revision.max(0) as u64)
