@@ -265,12 +265,14 @@ impl Engine {
         request_id: &str,
     ) -> Decided {
         let started = Instant::now();
+        // The revision before the epoch (writers move them the other way
+        // round): a cached answer under this epoch was computed with no
+        // entity change applied since, so it holds at least at this
+        // revision, never claims a later one.
+        let mut store_revision = self.store.revision();
         // Read the epoch before any entity: a write during evaluation moves
         // it, so this answer is cached under a key nobody asks for again.
         let epoch = self.store.epoch();
-        // A cached answer was computed with no entity change applied since:
-        // it holds at the revision the caches reflect now.
-        let mut store_revision = self.store.revision();
         let parsed = parse_request(&loaded.snapshot, request);
         let key = match &parsed {
             Ok(p) if request.entities.is_empty() && self.decisions.enabled() => Some(
