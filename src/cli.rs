@@ -13,6 +13,8 @@ macro_rules! out {
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub use crate::config::StoreArgs;
+pub use crate::policy::PolicyArgs;
 use clap::{Args, Parser, Subcommand};
 
 use crate::policy::{self, LoadError, PolicySnapshot};
@@ -56,24 +58,6 @@ pub enum Command {
     Org(OrgCommand),
     /// Print an organization's audit trail.
     Audit(AuditArgs),
-}
-
-/// Where the store is, for the administrative commands.
-#[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
-    /// `sqlite://FILE` or `postgres://…` (the same database `serve` uses).
-    #[arg(
-        long,
-        env = "CEDARGATE_DATABASE_URL",
-        default_value = "sqlite://cedargate.db"
-    )]
-    pub database_url: crate::config::DatabaseUrl,
-    /// Where the policies and the schema are.
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-    /// Invitations and e-mail.
-    #[command(flatten)]
-    pub invites: crate::config::InviteArgs,
 }
 
 /// `cedargate admin …`.
@@ -150,17 +134,6 @@ pub struct AuditArgs {
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
-}
-
-/// Where the policies and the schema are.
-#[derive(Debug, Clone, Args)]
-pub struct PolicyArgs {
-    /// Directory of `.cedar` policy files (searched recursively).
-    #[arg(long, env = "CEDARGATE_POLICIES", default_value = "policies")]
-    pub policies: PathBuf,
-    /// Schema file, or a directory of `*.cedarschema` / `*.cedarschema.json` files.
-    #[arg(long, env = "CEDARGATE_SCHEMA", default_value = "schema")]
-    pub schema: PathBuf,
 }
 
 /// `cedargate fmt`.
@@ -259,7 +232,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             &email,
             &first_name,
             &last_name,
-            crate::db::unix_now(),
+            crate::clock::unix_now(),
         )
         .await?;
     out!("system administrator {email}: user id {user_id}");
@@ -289,7 +262,7 @@ async fn org(command: OrgCommand) -> anyhow::Result<()> {
         agent: false,
         send: true,
     };
-    let now = crate::db::unix_now();
+    let now = crate::clock::unix_now();
     let outcome = service
         .create_org(
             &crate::invites::Actor::cli(),

@@ -8,7 +8,8 @@ use std::str::FromStr;
 
 use clap::Args;
 
-use crate::cli::PolicyArgs;
+pub use crate::db::DatabaseUrl;
+use crate::policy::PolicyArgs;
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Args)]
@@ -282,74 +283,22 @@ impl ServeConfig {
     }
 }
 
-/// A database URL whose `Debug` and `Display` hide the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// The full URL, password included: pass it to the driver, never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `true` for `postgres://` and `postgresql://` URLs.
-    pub fn is_postgres(&self) -> bool {
-        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
-    }
-
-    /// The SQLite file path, for `sqlite://` URLs.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let rest = self
-            .0
-            .strip_prefix("sqlite://")
-            .or_else(|| self.0.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next().unwrap_or(rest);
-        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-    }
-
-    fn redacted(&self) -> String {
-        // scheme://user:password@host → scheme://user:***@host
-        match (self.0.find("://"), self.0.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                let credentials = &self.0[scheme_end + 3..at];
-                match credentials.find(':') {
-                    Some(colon) => format!(
-                        "{}{}:***{}",
-                        &self.0[..scheme_end + 3],
-                        &credentials[..colon],
-                        &self.0[at..]
-                    ),
-                    None => self.0.clone(),
-                }
-            }
-            _ => self.0.clone(),
-        }
-    }
-}
-
-impl FromStr for DatabaseUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let url = DatabaseUrl(s.to_owned());
-        if url.is_postgres() || url.0.starts_with("sqlite:") {
-            Ok(url)
-        } else {
-            Err("expected a `sqlite://` or `postgres://` URL".to_owned())
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({})", self.redacted())
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
+/// Where the store is, for the administrative commands.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `sqlite://FILE` or `postgres://…` (the same database `serve` uses).
+    #[arg(
+        long,
+        env = "CEDARGATE_DATABASE_URL",
+        default_value = "sqlite://cedargate.db"
+    )]
+    pub database_url: DatabaseUrl,
+    /// Where the policies and the schema are.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Invitations and e-mail.
+    #[command(flatten)]
+    pub invites: InviteArgs,
 }
 
 /// A secret string whose `Debug` is redacted.

@@ -5,13 +5,13 @@
 //! timestamps are unix seconds (`i64`) and JSON is text. Placeholders are
 //! written `$1, $2…`, which both backends accept.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
-
-use crate::config::DatabaseUrl;
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,76 @@ impl FileIdentity {
     }
 }
 
+/// A database URL whose `Debug` and `Display` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The full URL, password included: pass it to the driver, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `true` for `postgres://` and `postgresql://` URLs.
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+
+    /// The SQLite file path, for `sqlite://` URLs.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self
+            .0
+            .strip_prefix("sqlite://")
+            .or_else(|| self.0.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    fn redacted(&self) -> String {
+        // scheme://user:password@host → scheme://user:***@host
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let credentials = &self.0[scheme_end + 3..at];
+                match credentials.find(':') {
+                    Some(colon) => format!(
+                        "{}{}:***{}",
+                        &self.0[..scheme_end + 3],
+                        &credentials[..colon],
+                        &self.0[at..]
+                    ),
+                    None => self.0.clone(),
+                }
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = DatabaseUrl(s.to_owned());
+        if url.is_postgres() || url.0.starts_with("sqlite:") {
+            Ok(url)
+        } else {
+            Err("expected a `sqlite://` or `postgres://` URL".to_owned())
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// Adds `mode=rwc` so that a missing SQLite file is created.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") {
@@ -134,14 +204,6 @@ fn sqlite_url(url: &str) -> String {
     } else {
         format!("{url}?mode=rwc")
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

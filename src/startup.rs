@@ -53,7 +53,7 @@ pub fn invitation_service(
 }
 
 /// Loads and validates the policies, with every problem rendered.
-fn load_policies(args: &crate::cli::PolicyArgs) -> anyhow::Result<policy::PolicySnapshot> {
+fn load_policies(args: &crate::policy::PolicyArgs) -> anyhow::Result<policy::PolicySnapshot> {
     policy::load(&args.policies, &args.schema)
         .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))
 }
@@ -61,7 +61,7 @@ fn load_policies(args: &crate::cli::PolicyArgs) -> anyhow::Result<policy::Policy
 /// The invitation service for a command-line run (no HTTP server): the
 /// same engine, store and mail settings as `serve`.
 pub async fn offline_service(
-    args: &crate::cli::StoreArgs,
+    args: &crate::config::StoreArgs,
 ) -> anyhow::Result<(InviteService, Arc<Mailer>)> {
     let snapshot = load_policies(&args.policy)?;
     let pool = crate::db::connect(&args.database_url)
@@ -481,7 +481,7 @@ struct PolicyWatch {
 }
 
 impl PolicyWatch {
-    fn start(policy: &crate::cli::PolicyArgs) -> anyhow::Result<Self> {
+    fn start(policy: &crate::policy::PolicyArgs) -> anyhow::Result<Self> {
         let mut paths = vec![std::path::absolute(&policy.policies)?];
         if policy.schema != policy.policies {
             paths.push(std::path::absolute(&policy.schema)?);

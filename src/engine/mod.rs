@@ -21,11 +21,12 @@ use cedar_policy::EntityUid;
 use cedar_policy_core::ast::Entity as CoreEntity;
 use serde::Serialize;
 
-use crate::cli::PolicyArgs;
 use crate::decisionlog::{DecisionLog, DecisionRecord};
 use crate::entities::{EntityStore, Plan, ReachError, SchemaRef};
 use crate::metrics::Metrics;
-use crate::policy::{self, Decision, LoadError, PolicySnapshot, RequestError, parse_uid};
+use crate::policy::{
+    self, Decision, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
+};
 use cache::{DecisionCache, DecisionKey};
 
 /// How often one decision-path error is written to the log.
@@ -69,7 +70,7 @@ impl Loaded {
             snapshot,
             revision,
             actions,
-            loaded_at: crate::db::unix_now(),
+            loaded_at: crate::clock::unix_now(),
         })
     }
 }
@@ -463,7 +464,7 @@ impl Engine {
                 "reload task failed: {e}"
             )]))
         });
-        let now = crate::db::unix_now();
+        let now = crate::clock::unix_now();
         let result = loaded.and_then(|snapshot| Loaded::new(snapshot, self.current().revision + 1));
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_attempt_at = Some(now);

@@ -47,7 +47,7 @@ pub(super) async fn upsert_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[(EntityUid, String)],
 ) -> Result<(), StoreError> {
-    let now = crate::db::unix_now();
+    let now = crate::clock::unix_now();
     for (uid, body) in rows {
         let (ty, id) = type_and_id(uid);
         sqlx::query(

@@ -46,6 +46,17 @@ fn serialize_effect<S: serde::Serializer>(effect: &Effect, s: S) -> Result<S::Ok
 
 static NEXT_ANALYSIS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Where the policies and the schema are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// Directory of `.cedar` policy files (searched recursively).
+    #[arg(long, env = "CEDARGATE_POLICIES", default_value = "policies")]
+    pub policies: std::path::PathBuf,
+    /// Schema file, or a directory of `*.cedarschema` / `*.cedarschema.json` files.
+    #[arg(long, env = "CEDARGATE_SCHEMA", default_value = "schema")]
+    pub schema: std::path::PathBuf,
+}
+
 /// A validated policy set with its schema and the origin of every policy.
 #[derive(Debug)]
 pub struct PolicySnapshot {
