@@ -22,7 +22,7 @@ use cedar_policy_core::ast::Entity as CoreEntity;
 use serde::Serialize;
 
 use crate::decisionlog::{DecisionLog, DecisionRecord};
-use crate::entities::{EntityStore, Plan, ReachError, SchemaRef};
+use crate::entities::{EntityStore, Plan, ReachError, SchemaRef, Wanted};
 use crate::metrics::Metrics;
 use crate::policy::{
     self, Decision, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
@@ -360,20 +360,22 @@ impl Engine {
                     schema: snapshot.schema(),
                     digest: *snapshot.schema_digest(),
                 },
-                [principal, resource],
-                loaded.actions.get(action).map_or(&[], Vec::as_slice),
-                &extra,
-                match request.described_by {
-                    Describer::Caller => Some(snapshot.supplied()),
-                    Describer::Sidecar => None,
-                },
-                match snapshot.dereferenced_types() {
-                    Some(follow) => Plan::Analysed {
-                        id: snapshot.analysis_id(),
-                        follow,
-                        literals: snapshot.dereferenced_literals(),
+                Wanted {
+                    roots: [principal, resource],
+                    action: loaded.actions.get(action).map_or(&[], Vec::as_slice),
+                    extra: &extra,
+                    supplied: match request.described_by {
+                        Describer::Caller => Some(snapshot.supplied()),
+                        Describer::Sidecar => None,
                     },
-                    None => Plan::Everything,
+                    plan: match snapshot.dereferenced_types() {
+                        Some(follow) => Plan::Analysed {
+                            id: snapshot.analysis_id(),
+                            follow,
+                            literals: snapshot.dereferenced_literals(),
+                        },
+                        None => Plan::Everything,
+                    },
                 },
             )
             .await

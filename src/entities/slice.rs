@@ -34,6 +34,22 @@ struct View<'a> {
     snapshot: Option<&'a Snapshot>,
 }
 
+/// What one decision needs from the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// The principal and the resource.
+    pub roots: [&'a EntityUid; 2],
+    /// The request's action entity and its groups (from the schema).
+    pub action: &'a [Arc<CoreEntity>],
+    /// Request-scoped entities (Cedar entity JSON).
+    pub extra: &'a [&'a serde_json::Value],
+    /// How far `extra` is believed: `None` lets it replace stored entities
+    /// (the sidecar's own services).
+    pub supplied: Option<&'a Supplied>,
+    /// How much the slice must hold.
+    pub plan: Plan<'a>,
+}
+
 /// A read transaction: every read in it sees one committed state.
 struct Snapshot(tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Any>>);
 
@@ -84,11 +100,7 @@ impl EntityStore {
     async fn snapshot_slice(
         &self,
         schema: SchemaRef<'_>,
-        roots: [&EntityUid; 2],
-        action: &[Arc<CoreEntity>],
-        extra: &[&serde_json::Value],
-        supplied: Option<&Supplied>,
-        plan: Plan<'_>,
+        wanted: Wanted<'_>,
     ) -> Result<(Entities, u64), SliceError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         if tx.backend_name() == "PostgreSQL" {
@@ -105,9 +117,7 @@ impl EntityStore {
             at: self.position(),
             snapshot: Some(&snapshot),
         };
-        let entities = self
-            .slice_at(view, roots, action, extra, supplied, plan)
-            .await?;
+        let entities = self.slice_at(view, wanted).await?;
         Ok((entities, revision))
     }
 }
@@ -143,11 +153,7 @@ impl EntityStore {
     pub async fn slice(
         &self,
         schema: SchemaRef<'_>,
-        roots: [&EntityUid; 2],
-        action: &[Arc<CoreEntity>],
-        extra: &[&serde_json::Value],
-        supplied: Option<&Supplied>,
-        plan: Plan<'_>,
+        wanted: Wanted<'_>,
     ) -> Result<(Entities, u64), SliceError> {
         let attempts = async {
             for _ in 0..SLICE_ATTEMPTS {
@@ -156,10 +162,7 @@ impl EntityStore {
                     at: self.position(),
                     snapshot: None,
                 };
-                match self
-                    .slice_at(view, roots, action, extra, supplied, plan)
-                    .await
-                {
+                match self.slice_at(view, wanted).await {
                     Ok(entities) if self.position() == view.at => {
                         return Ok((entities, view.at.revision));
                     }
@@ -170,23 +173,21 @@ impl EntityStore {
                     Err(e) => return Err(e),
                 }
             }
-            self.snapshot_slice(schema, roots, action, extra, supplied, plan)
-                .await
+            self.snapshot_slice(schema, wanted).await
         };
         tokio::time::timeout(self.read_timeout, attempts)
             .await
             .unwrap_or(Err(SliceError::Timeout(self.read_timeout)))
     }
 
-    async fn slice_at(
-        &self,
-        view: View<'_>,
-        roots: [&EntityUid; 2],
-        action: &[Arc<CoreEntity>],
-        extra: &[&serde_json::Value],
-        supplied: Option<&Supplied>,
-        plan: Plan<'_>,
-    ) -> Result<Entities, SliceError> {
+    async fn slice_at(&self, view: View<'_>, wanted: Wanted<'_>) -> Result<Entities, SliceError> {
+        let Wanted {
+            roots,
+            action,
+            extra,
+            supplied,
+            plan,
+        } = wanted;
         let built = match plan {
             Plan::Analysed {
                 id,

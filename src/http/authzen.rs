@@ -226,7 +226,7 @@ fn respond(decided: Decided) -> EvaluationResponse {
 /// Decides one request (AuthZEN Access Evaluation API).
 #[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen",
     request_body = EvaluationRequest,
-    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
+    params(MinRevision),
     responses(
         (status = 200, body = EvaluationResponse),
         (status = 400, description = "malformed JSON, a wrong content type or missing fields", body = ErrorBody),
@@ -253,7 +253,7 @@ pub async fn evaluation(
 /// Decides a batch (AuthZEN Access Evaluations API).
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen",
     request_body = EvaluationsRequest,
-    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
+    params(MinRevision),
     responses(
         (status = 200, description = "one decision per evaluated item, or one decision when there are no items", body = EvaluationsOrOne),
         (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 evaluations", body = ErrorBody),

@@ -139,8 +139,13 @@ pub const MIN_REVISION: &str = "x-cedargate-min-revision";
 pub const REVISION: &str = "x-cedargate-revision";
 
 /// The optional `X-Cedargate-Min-Revision` of a decision request.
-#[derive(Debug, Clone, Copy)]
-pub struct MinRevision(pub Option<u64>);
+#[derive(Debug, Clone, Copy, utoipa::IntoParams)]
+#[into_params(parameter_in = Header, names("x-cedargate-min-revision"))]
+pub struct MinRevision(
+    /// Decide only on store state at or after this revision (a write's
+    /// `X-Cedargate-Revision`).
+    pub Option<u64>,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for MinRevision {
     type Rejection = ApiError;

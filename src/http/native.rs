@@ -100,7 +100,7 @@ pub struct BatchResponse {
 /// Decides one request.
 #[utoipa::path(post, path = "/v1/is_authorized", tag = "decisions",
     request_body = IsAuthorizedRequest,
-    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
+    params(MinRevision),
     responses(
         (status = 200, body = IsAuthorizedResponse),
         (status = 400, description = "malformed JSON, a wrong content type or missing fields", body = ErrorBody),
@@ -121,7 +121,7 @@ pub async fn is_authorized(
 /// Decides up to 10,000 requests against one policy revision.
 #[utoipa::path(post, path = "/v1/is_authorized/batch", tag = "decisions",
     request_body = BatchRequest,
-    params(("x-cedargate-min-revision" = Option<u64>, Header, description = "decide only on store state at or after this revision (a write's `X-Cedargate-Revision`)")),
+    params(MinRevision),
     responses(
         (status = 200, body = BatchResponse),
         (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 requests", body = ErrorBody),
