@@ -220,7 +220,7 @@ impl TestApp {
     pub async fn spawn_with_manual_clock(configure: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = Self::config_in(dir.path(), false, configure).await;
-        let clock = Arc::new(ManualClock::new(cedargate::db::unix_now()));
+        let clock = Arc::new(ManualClock::new(cedargate::clock::unix_now()));
         Self::start(dir, false, config, Some(clock)).await
     }
 
