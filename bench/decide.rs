@@ -102,6 +102,7 @@ fn authz_requests(w: &workload::Workload, n: usize) -> Vec<AuthzRequest> {
             context: r["context"].clone(),
             entities: Vec::new(),
             described_by: cedargate::engine::Describer::Caller,
+            shape: cedargate::engine::Shape::Cedar,
         })
         .collect()
 }

@@ -152,8 +152,9 @@ pub struct ServeConfig {
 /// Settings of the invitation service and its e-mail.
 #[derive(Debug, Clone, Args)]
 pub struct InviteArgs {
-    /// Base URL of this sidecar as invitees reach it, used in invitation
-    /// links (default `http://<bind address>`).
+    /// Base URL of this sidecar as callers and invitees reach it, used in
+    /// invitation links and the AuthZEN metadata document (default
+    /// `http://<bind address>`).
     #[arg(long, env = "CEDARGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
 

@@ -203,7 +203,13 @@ impl Application {
                 (None, None)
             }
         };
+        let public_url = config
+            .invites
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
         let state = AppState::new(Services {
+            public_url,
             engine: engine.clone(),
             metrics: metrics.clone(),
             auth,

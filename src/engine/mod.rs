@@ -92,6 +92,20 @@ pub struct AuthzRequest {
     pub entities: Vec<serde_json::Value>,
     /// Who describes `entities`, and so how far they are believed.
     pub described_by: Describer,
+    /// How the context and the entities' attributes are read.
+    pub shape: Shape,
+}
+
+/// How a request's context and entity attributes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// As Cedar reads JSON against the schema: an undeclared key is an
+    /// error (the native API, the sidecar's own services).
+    Cedar,
+    /// As the AuthZEN standard asks: undeclared context keys and entity
+    /// properties are ignored, declared values converted to their type
+    /// ([`PolicySnapshot::conform_context`]).
+    AuthZen,
 }
 
 /// Who describes a request's entities.
@@ -275,6 +289,11 @@ impl Engine {
         // it, so this answer is cached under a key nobody asks for again.
         let epoch = self.store.epoch();
         let parsed = parse_request(&loaded.snapshot, request);
+        let conformed = match (&parsed, request.shape) {
+            (Ok(uids), Shape::AuthZen) => Some(conform(&loaded.snapshot, uids, request)),
+            _ => None,
+        };
+        let request = conformed.as_ref().unwrap_or(request);
         let key = match &parsed {
             Ok(p) if request.entities.is_empty() && self.decisions.enabled() => Some(
                 DecisionKey::new(loaded.revision, epoch, p, &request.context),
@@ -532,6 +551,30 @@ fn parse_request(
         action: snapshot.uid("action", &request.action)?,
         resource: snapshot.uid("resource", &request.resource)?,
     })
+}
+
+/// `request` read the AuthZEN way: its context and its entities'
+/// attributes keep what the schema declares, converted.
+fn conform(snapshot: &PolicySnapshot, uids: &RequestUids, request: &AuthzRequest) -> AuthzRequest {
+    let entities = request
+        .entities
+        .iter()
+        .map(|entity| {
+            let uid = entity.get("uid").map(|u| parse_uid("entity", u));
+            match (uid, entity.get("attrs")) {
+                (Some(Ok(uid)), Some(serde_json::Value::Object(attrs))) => {
+                    snapshot.conform_entity(&uid, attrs)
+                }
+                // Left whole, so that its fault is reported.
+                _ => entity.clone(),
+            }
+        })
+        .collect();
+    AuthzRequest {
+        context: snapshot.conform_context(&uids.action, &request.context),
+        entities,
+        ..request.clone()
+    }
 }
 
 /// Request-scoped entities (Cedar entity JSON), less the schema's action

@@ -1,24 +1,27 @@
-//! The AuthZEN Authorization API 1.0: single and batch evaluation, and the
-//! PDP metadata document.
+//! The AuthZEN Authorization API 1.0: single and batch evaluation, the
+//! search APIs and the PDP metadata document.
 //!
 //! Mapping to Cedar: `subject` → principal and `resource` → resource (their
 //! `type` and `id` form the entity uid); `action.name` → `Action::"name"`
 //! (a name containing `::` is taken as a full uid, for namespaced schemas);
-//! `context` → the Cedar context. `properties`, when given, become the
-//! entity's attributes for this request, replacing the stored entity.
+//! `context` → the Cedar context, and `action.properties` → its
+//! `action_properties` attribute. `properties` of a subject or resource
+//! describe the entity for this request, within what the schema's
+//! `@source` annotations allow. Keys the schema does not declare are
+//! ignored, declared values converted to their type
+//! ([`crate::engine::Shape::AuthZen`]).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::extract::{ApiJson, MinRevision, RequestId};
 use super::native::MAX_BATCH;
-use crate::engine::{AuthzRequest, Decided, Describer};
+use crate::engine::{AuthzRequest, Decided, Describer, Shape};
 
 /// A subject or resource.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -28,9 +31,12 @@ pub struct Entity {
     pub kind: String,
     /// The entity id.
     pub id: String,
-    /// Attributes for this request (replace the stored entity).
+    /// Attributes for this request: the ones the schema declares are
+    /// converted to their type and merged with the stored entity (never
+    /// overriding a stored attribute unless the schema marks it
+    /// `@source("request")`); the others are ignored.
     #[serde(default)]
-    pub properties: Option<serde_json::Map<String, Value>>,
+    pub properties: Option<Map<String, Value>>,
 }
 
 /// The action.
@@ -38,6 +44,10 @@ pub struct Entity {
 pub struct Action {
     /// The Cedar action id, e.g. `billing.read`.
     pub name: String,
+    /// Reaches the policies as the context attribute `action_properties`
+    /// when the action's context type declares it; otherwise ignored.
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
 }
 
 /// `POST /access/v1/evaluation`.
@@ -49,12 +59,13 @@ pub struct EvaluationRequest {
     pub action: Action,
     /// On what.
     pub resource: Entity,
-    /// In which context.
+    /// In which context (keys the action's context type does not declare
+    /// are ignored).
     #[serde(default)]
     pub context: Option<Value>,
 }
 
-/// One item of a batch; missing parts are taken from the batch's defaults.
+/// One item of a batch; a part it omits is the batch's, whole.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EvaluationItem {
     /// Who (default: the batch's `subject`).
@@ -100,8 +111,11 @@ pub struct EvaluationsRequest {
     /// Default context.
     pub context: Option<Value>,
     /// The items; absent or empty means one evaluation of the defaults.
+    /// An item that is not a valid evaluation once the defaults are filled
+    /// in is answered with a deny carrying the error, not a 400.
     #[serde(default)]
-    pub evaluations: Vec<EvaluationItem>,
+    #[schema(value_type = Vec<EvaluationItem>)]
+    pub evaluations: Vec<Map<String, Value>>,
     /// Execution options.
     #[serde(default)]
     pub options: Options,
@@ -112,15 +126,34 @@ pub struct EvaluationsRequest {
 pub struct EvaluationResponse {
     /// `true` for permit.
     pub decision: bool,
-    /// Why, and under which policy revision.
-    pub context: DecisionContext,
+    /// Why, and under which policy revision; or, for a batch item that
+    /// could not be evaluated, the error.
+    pub context: EvaluationContext,
 }
 
 /// The `context` of an AuthZEN decision.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EvaluationContext {
+    /// A decision was reached.
+    Decided(DecisionContext),
+    /// A batch item was not a valid evaluation (denied).
+    Invalid {
+        /// Why.
+        error: ErrorDetail,
+    },
+}
+
+/// The `context` of an AuthZEN decision that was reached.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DecisionContext {
     /// For administrators.
     pub reason_admin: ReasonAdmin,
+    /// The subject or resource, when neither the store nor the request
+    /// describes it: it was evaluated as an entity without attributes,
+    /// parents or tags. Absent when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_entities: Vec<String>,
     /// The policy revision that decided.
     pub policy_revision: u64,
     /// The store revision whose entities decided (send it back as
@@ -167,10 +200,24 @@ pub struct PdpMetadata {
     pub access_evaluation_endpoint: String,
     /// The batch endpoint.
     pub access_evaluations_endpoint: String,
+    /// The subject search endpoint.
+    pub search_subject_endpoint: String,
+    /// The resource search endpoint.
+    pub search_resource_endpoint: String,
+    /// The action search endpoint.
+    pub search_action_endpoint: String,
 }
 
-fn uid(entity: &Entity) -> Value {
-    json!({"type": entity.kind, "id": entity.id})
+fn uid(kind: &str, id: &str) -> Value {
+    json!({"type": kind, "id": id})
+}
+
+fn action_uid(action: &Action) -> Value {
+    if action.name.contains("::") {
+        Value::String(action.name.clone())
+    } else {
+        uid("Action", &action.name)
+    }
 }
 
 fn to_request(
@@ -179,46 +226,68 @@ fn to_request(
     resource: &Entity,
     context: Option<&Value>,
 ) -> AuthzRequest {
-    let action_uid = if action.name.contains("::") {
-        Value::String(action.name.clone())
-    } else {
-        json!({"type": "Action", "id": action.name})
-    };
     let entities = [subject, resource]
         .into_iter()
         .filter_map(|e| {
             let props = e.properties.as_ref()?;
-            Some(json!({"uid": uid(e), "attrs": props, "parents": []}))
+            Some(json!({"uid": uid(&e.kind, &e.id), "attrs": props, "parents": []}))
         })
         .collect();
+    let mut context = context.cloned().unwrap_or_else(|| json!({}));
+    if let (Some(props), Value::Object(map)) = (&action.properties, &mut context) {
+        map.insert("action_properties".to_owned(), Value::Object(props.clone()));
+    }
     AuthzRequest {
-        principal: uid(subject),
-        action: action_uid,
-        resource: uid(resource),
-        context: context.cloned().unwrap_or_else(|| json!({})),
+        principal: uid(&subject.kind, &subject.id),
+        action: action_uid(action),
+        resource: uid(&resource.kind, &resource.id),
+        context,
         entities,
         described_by: Describer::Caller,
+        shape: Shape::AuthZen,
     }
 }
 
 fn respond(decided: Decided) -> EvaluationResponse {
     let d = decided.decision;
-    let summary = match (d.allow, d.reasons.is_empty(), d.errors.is_empty()) {
+    let mut summary = match (d.allow, d.reasons.is_empty(), d.errors.is_empty()) {
         (_, _, false) => format!("denied because of errors: {}", d.errors.join("; ")),
         (true, _, true) => format!("permitted by {}", d.reasons.join(", ")),
         (false, true, true) => "no policy permits this request".to_owned(),
         (false, false, true) => format!("forbidden by {}", d.reasons.join(", ")),
     };
+    if !d.unknown_entities.is_empty() {
+        summary.push_str(&format!(
+            " (not in the entity store: {})",
+            d.unknown_entities.join(", ")
+        ));
+    }
     EvaluationResponse {
         decision: d.allow,
-        context: DecisionContext {
+        context: EvaluationContext::Decided(DecisionContext {
             reason_admin: ReasonAdmin {
                 en: summary,
                 policies: d.reasons,
                 errors: d.errors,
             },
+            unknown_entities: d.unknown_entities,
             policy_revision: decided.policy_revision,
             store_revision: decided.store_revision,
+        }),
+    }
+}
+
+/// A batch item that is no evaluation: denied, with the reason.
+fn invalid(message: String) -> EvaluationResponse {
+    EvaluationResponse {
+        decision: false,
+        context: EvaluationContext::Invalid {
+            error: ErrorDetail {
+                code: "bad_request".to_owned(),
+                message,
+                field: None,
+                policies: None,
+            },
         },
     }
 }
@@ -250,13 +319,43 @@ pub async fn evaluation(
     Ok(Json(respond(state.engine.decide(&request, &id).await)))
 }
 
+/// The parts of a batch item with the batch's defaults filled in: each
+/// part the item omits is the default's, whole.
+fn item_request(defaults: &EvaluationsRequest, item: Map<String, Value>) -> Result<AuthzRequest, String> {
+    let part = |name: &str| -> Result<Option<Value>, String> {
+        match item.get(name) {
+            Some(Value::Null) | None => Ok(None),
+            Some(v) => Ok(Some(v.clone())),
+        }
+    };
+    let entity = |name: &str, default: &Option<Entity>| -> Result<Entity, String> {
+        match part(name)? {
+            Some(v) => serde_json::from_value(v).map_err(|e| format!("`{name}`: {e}")),
+            None => default
+                .clone()
+                .ok_or_else(|| format!("no `{name}` here nor at the top level")),
+        }
+    };
+    let subject = entity("subject", &defaults.subject)?;
+    let resource = entity("resource", &defaults.resource)?;
+    let action: Action = match part("action")? {
+        Some(v) => serde_json::from_value(v).map_err(|e| format!("`action`: {e}"))?,
+        None => defaults
+            .action
+            .clone()
+            .ok_or("no `action` here nor at the top level")?,
+    };
+    let context = part("context")?.or_else(|| defaults.context.clone());
+    Ok(to_request(&subject, &action, &resource, context.as_ref()))
+}
+
 /// Decides a batch (AuthZEN Access Evaluations API).
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen",
     request_body = EvaluationsRequest,
     params(MinRevision),
     responses(
-        (status = 200, description = "one decision per evaluated item, or one decision when there are no items", body = EvaluationsOrOne),
-        (status = 400, description = "malformed JSON, a wrong content type, missing fields or over 10,000 evaluations", body = ErrorBody),
+        (status = 200, description = "one decision per evaluated item (an item that is no valid evaluation is a deny carrying the error), or one decision when there are no items", body = EvaluationsOrOne),
+        (status = 400, description = "malformed JSON, a wrong content type, malformed defaults or over 10,000 evaluations", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
         (status = 503, description = "not answered within the time limit, or the asked store revision was not reached in time", body = ErrorBody),
@@ -265,13 +364,8 @@ pub async fn evaluations(
     State(state): State<AppState>,
     RequestId(id): RequestId,
     MinRevision(min): MinRevision,
-    ApiJson(req): ApiJson<EvaluationsRequest>,
+    ApiJson(mut req): ApiJson<EvaluationsRequest>,
 ) -> Result<Json<EvaluationsOrOne>, ApiError> {
-    let missing = |what: &str, i: usize| {
-        ApiError::bad_request(format!(
-            "evaluation {i}: no `{what}` here nor at the top level"
-        ))
-    };
     if req.evaluations.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "a batch holds at most {MAX_BATCH} evaluations"
@@ -291,55 +385,62 @@ pub async fn evaluations(
             .await;
         return Ok(Json(EvaluationsOrOne::One(respond(decided))));
     }
-    let mut requests = Vec::with_capacity(req.evaluations.len());
-    for (i, item) in req.evaluations.iter().enumerate() {
-        let subject = item
-            .subject
-            .as_ref()
-            .or(req.subject.as_ref())
-            .ok_or_else(|| missing("subject", i))?;
-        let action = item
-            .action
-            .as_ref()
-            .or(req.action.as_ref())
-            .ok_or_else(|| missing("action", i))?;
-        let resource = item
-            .resource
-            .as_ref()
-            .or(req.resource.as_ref())
-            .ok_or_else(|| missing("resource", i))?;
-        let context = item.context.as_ref().or(req.context.as_ref());
-        requests.push(to_request(subject, action, resource, context));
-    }
     let semantic = req.options.evaluations_semantic;
-    let decided = state
+    let stops = |allow: bool| match semantic {
+        Semantic::ExecuteAll => false,
+        Semantic::DenyOnFirstDeny => !allow,
+        Semantic::PermitOnFirstPermit => allow,
+    };
+    let mut items: Vec<Result<AuthzRequest, String>> = std::mem::take(&mut req.evaluations)
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| item_request(&req, item).map_err(|e| format!("evaluation {i}: {e}")))
+        .collect();
+    // An invalid item is a deny in its place: a deny-on-first-deny batch
+    // ends there.
+    if let Some(first) = items.iter().position(Result::is_err).filter(|_| stops(false)) {
+        items.truncate(first + 1);
+    }
+    let valid: Vec<AuthzRequest> = items.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+    let mut decided = state
         .engine
-        .decide_batch_until(&requests, &id, |d| match semantic {
-            Semantic::ExecuteAll => false,
-            Semantic::DenyOnFirstDeny => !d.decision.allow,
-            Semantic::PermitOnFirstPermit => d.decision.allow,
-        })
-        .await;
-    let out: Vec<EvaluationResponse> = decided.into_iter().map(respond).collect();
+        .decide_batch_until(&valid, &id, |d| stops(d.decision.allow))
+        .await
+        .into_iter();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Err(message) => out.push(invalid(message)),
+            Ok(_) => {
+                let Some(d) = decided.next() else { break };
+                let stop = stops(d.decision.allow);
+                out.push(respond(d));
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
     Ok(Json(EvaluationsOrOne::Many(EvaluationsResponse {
         evaluations: out,
     })))
 }
 
-/// The PDP metadata document (AuthZEN discovery). Public.
+/// The PDP metadata document (AuthZEN discovery): every endpoint this
+/// sidecar serves, under `--public-url`. Public.
 #[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", security(()),
     responses(
         (status = 200, description = "PDP metadata", body = PdpMetadata),
     ))]
-pub async fn configuration(headers: HeaderMap) -> Json<PdpMetadata> {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let base = format!("http://{host}");
+pub async fn configuration(State(state): State<AppState>) -> Json<PdpMetadata> {
+    let base = state.public_url.trim_end_matches('/');
+    let at = |path: &str| format!("{base}{path}");
     Json(PdpMetadata {
-        access_evaluation_endpoint: format!("{base}/access/v1/evaluation"),
-        access_evaluations_endpoint: format!("{base}/access/v1/evaluations"),
-        policy_decision_point: base,
+        access_evaluation_endpoint: at("/access/v1/evaluation"),
+        access_evaluations_endpoint: at("/access/v1/evaluations"),
+        search_subject_endpoint: at("/access/v1/search/subject"),
+        search_resource_endpoint: at("/access/v1/search/resource"),
+        search_action_endpoint: at("/access/v1/search/action"),
+        policy_decision_point: base.to_owned(),
     })
 }

@@ -63,6 +63,9 @@ pub struct Services {
     pub invites: Option<InviteService>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// This sidecar's base URL as callers reach it (`--public-url`, else
+    /// `http://<bound address>`), for the AuthZEN metadata document.
+    pub public_url: String,
 }
 
 /// Limits applied to every request.

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, MinRevision, RequestId};
-use crate::engine::{AuthzRequest, Decided, Describer};
+use crate::engine::{AuthzRequest, Decided, Describer, Shape};
 
 /// Largest batch accepted in one call.
 pub const MAX_BATCH: usize = 10_000;
@@ -46,6 +46,7 @@ impl From<IsAuthorizedRequest> for AuthzRequest {
             context: r.context.unwrap_or_else(|| serde_json::json!({})),
             entities: r.entities,
             described_by: Describer::Caller,
+            shape: Shape::Cedar,
         }
     }
 }
@@ -59,6 +60,11 @@ pub struct IsAuthorizedResponse {
     pub reasons: Vec<String>,
     /// Errors met; any error makes the decision `deny`.
     pub errors: Vec<String>,
+    /// The principal or resource when neither the store nor the request
+    /// describes it (read as an entity without attributes, parents or
+    /// tags); absent when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_entities: Vec<String>,
     /// The policy revision that decided.
     pub policy_revision: u64,
     /// The store revision whose entities decided.
@@ -73,6 +79,7 @@ impl From<Decided> for IsAuthorizedResponse {
             decision: d.decision.as_str(),
             reasons: d.decision.reasons,
             errors: d.decision.errors,
+            unknown_entities: d.decision.unknown_entities,
             policy_revision: d.policy_revision,
             store_revision: d.store_revision,
             cached: d.cached,

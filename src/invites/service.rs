@@ -16,7 +16,7 @@ use super::store::{self, InvitationRow, MembershipRow, OrgRow};
 use super::token::{InviteToken, hash_token};
 use super::{InviteError, project, rules};
 use crate::audit::{self, Event};
-use crate::engine::{AuthzRequest, Describer, Engine};
+use crate::engine::{AuthzRequest, Describer, Engine, Shape};
 use crate::mail::{self, Mailer, Outgoing};
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -348,6 +348,7 @@ impl InviteService {
             context: Value::Object(context),
             entities,
             described_by: Describer::Sidecar,
+            shape: Shape::Cedar,
         };
         let decided = self
             .engine
@@ -1414,6 +1415,7 @@ impl InviteService {
             context: json!({"mfa": true}),
             entities: Vec::new(),
             described_by: Describer::Sidecar,
+            shape: Shape::Cedar,
         };
         if self.engine.decide(&request, "").await.decision.allow {
             return Ok(());

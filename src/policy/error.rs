@@ -90,6 +90,9 @@ pub enum RequestError {
     /// Entities failed to parse or to match the schema.
     #[error("invalid entities: {0}")]
     Entities(String),
+    /// Partial evaluation refused the query.
+    #[error("cannot evaluate partially: {0}")]
+    Partial(String),
 }
 
 /// A diagnostic shown against a named file. Cedar's errors carry their own

@@ -4,11 +4,13 @@
 //! INVARIANT: a `PolicySnapshot` only exists for a policy set that parsed and
 //! passed strict validation against its schema.
 
+mod conform;
 mod deref;
 mod error;
 pub mod fmt;
 mod load;
 mod narrow;
+mod partial;
 mod supplied;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +25,7 @@ use serde::Serialize;
 pub use error::{LoadError, RequestError, render_report};
 pub(crate) use load::list_files;
 pub use load::load;
+pub use partial::{Residuals, Side};
 pub use supplied::{Supplied, SupplyError, describe};
 
 /// Where a policy was written.
@@ -92,6 +95,12 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Every error met on the way. Any error makes the decision Deny.
     pub errors: Vec<String>,
+    /// The principal or resource, when the store holds no such entity and
+    /// the request did not describe it: it was evaluated as Cedar does, as
+    /// an entity without attributes, parents or tags. Information, not an
+    /// error (a policy that reads what it lacks errors, and so denies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_entities: Vec<String>,
 }
 
 impl Decision {
@@ -101,6 +110,7 @@ impl Decision {
             allow: false,
             reasons: Vec::new(),
             errors: vec![error.to_string()],
+            unknown_entities: Vec::new(),
         }
     }
 
@@ -303,6 +313,23 @@ impl PolicySnapshot {
             .map_err(|e| RequestError::Schema(with_causes(&e)))
     }
 
+    /// The context for `action` as AuthZEN reads it: keys the action's
+    /// context type does not declare are dropped, declared values converted
+    /// (see `conform`).
+    pub fn conform_context(&self, action: &EntityUid, context: &serde_json::Value) -> serde_json::Value {
+        conform::context(&self.schema, action, context)
+    }
+
+    /// Cedar entity JSON for an entity AuthZEN describes by `properties`:
+    /// the attributes its type declares, converted; the others dropped.
+    pub fn conform_entity(
+        &self,
+        uid: &EntityUid,
+        properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Value {
+        conform::entity(&self.schema, uid, properties)
+    }
+
     /// Parses Cedar entity JSON and validates it against the schema (the
     /// schema's action entities are added).
     pub fn entities(&self, json: serde_json::Value) -> Result<Entities, RequestError> {
@@ -311,30 +338,30 @@ impl PolicySnapshot {
     }
 
     /// Decides `request` against `entities`. Fail closed: any evaluation
-    /// error (a missing entity, an erroring policy) yields Deny, even where
-    /// Cedar alone would have skipped the erroring policy and allowed.
+    /// error (an erroring policy, such as one reading an attribute of an
+    /// entity the store lacks) yields Deny, even where Cedar alone would
+    /// have skipped the erroring policy and allowed. A principal or
+    /// resource the entities lack is read as Cedar reads it (no attributes,
+    /// parents or tags) and named in `unknown_entities`.
     pub fn decide(&self, request: &Request, entities: &Entities) -> Decision {
-        let response = self
-            .authorizer
-            .is_authorized(request, self.applicable(request), entities);
-        // Cedar reads a missing principal or resource as an entity without
-        // attributes, ancestors or tags (`principal in ...` and `hasTag` are
-        // simply false), so an unknown user would get a plain Deny that hides
-        // the cause. It is an error, like every other missing entity.
-        let missing = [
-            ("principal", request.principal()),
-            ("resource", request.resource()),
-        ]
-        .into_iter()
-        .filter_map(|(role, uid)| {
-            let uid = uid?;
-            entities
-                .get(uid)
-                .is_none()
-                .then(|| format!("the {role} `{uid}` is not a known entity"))
-        });
-        let errors: Vec<String> = missing
-            .chain(response.diagnostics().errors().map(|e| e.to_string()))
+        self.decide_on(self.applicable(request), request, entities)
+    }
+
+    /// Decides `request` like [`Self::decide`] on `policies`: a subset of
+    /// this snapshot's, or what partial evaluation left of them
+    /// ([`Residuals::policies`]).
+    pub fn decide_on(&self, policies: &PolicySet, request: &Request, entities: &Entities) -> Decision {
+        let response = self.authorizer.is_authorized(request, policies, entities);
+        let unknown_entities = [request.principal(), request.resource()]
+            .into_iter()
+            .flatten()
+            .filter(|uid| entities.get(uid).is_none())
+            .map(ToString::to_string)
+            .collect();
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
             .collect();
         let cedar_allow = response.decision() == cedar_policy::Decision::Allow;
         let allow = cedar_allow && errors.is_empty();
@@ -353,6 +380,7 @@ impl PolicySnapshot {
             allow,
             reasons,
             errors,
+            unknown_entities,
         }
     }
 }

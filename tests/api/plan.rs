@@ -1,0 +1,1 @@
+//! Filter plans (`POST /v1/plan`, `cedargate plan --sql`).

@@ -1,0 +1,1 @@
+//! The AuthZEN search APIs (subject, resource, action).
