@@ -11,6 +11,7 @@
 //! error (fail closed); `decide` itself never fails.
 
 mod cache;
+mod search;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::policy::{
     self, Decision, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
 };
 use cache::{DecisionCache, DecisionKey};
+pub use search::{Found, FoundActions, Search, SearchError, Searched};
 
 /// How often one decision-path error is written to the log.
 const ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
@@ -72,6 +74,43 @@ impl Loaded {
             actions,
             loaded_at: crate::clock::unix_now(),
         })
+    }
+}
+
+impl Loaded {
+    fn schema_ref(&self) -> SchemaRef<'_> {
+        SchemaRef {
+            schema: self.snapshot.schema(),
+            digest: *self.snapshot.schema_digest(),
+        }
+    }
+
+    /// What a decision on `roots` needs from the store under this snapshot.
+    fn wanted<'a>(
+        &'a self,
+        roots: [&'a EntityUid; 2],
+        action: &'a [Arc<CoreEntity>],
+        extra: &'a [&'a serde_json::Value],
+        described_by: Describer,
+    ) -> Wanted<'a> {
+        let snapshot = &self.snapshot;
+        Wanted {
+            roots,
+            action,
+            extra,
+            supplied: match described_by {
+                Describer::Caller => Some(snapshot.supplied()),
+                Describer::Sidecar => None,
+            },
+            plan: match snapshot.dereferenced_types() {
+                Some(follow) => Plan::Analysed {
+                    id: snapshot.analysis_id(),
+                    follow,
+                    literals: snapshot.dereferenced_literals(),
+                },
+                None => Plan::Everything,
+            },
+        }
     }
 }
 
@@ -290,7 +329,7 @@ impl Engine {
         let epoch = self.store.epoch();
         let parsed = parse_request(&loaded.snapshot, request);
         let conformed = match (&parsed, request.shape) {
-            (Ok(uids), Shape::AuthZen) => Some(conform(&loaded.snapshot, uids, request)),
+            (Ok(uids), Shape::AuthZen) => Some(conform(&loaded.snapshot, &uids.action, request)),
             _ => None,
         };
         let request = conformed.as_ref().unwrap_or(request);
@@ -372,33 +411,13 @@ impl Engine {
             Ok(extra) => extra,
             Err(e) => return (Decision::deny_with_error(e), None),
         };
-        match self
-            .store
-            .slice(
-                SchemaRef {
-                    schema: snapshot.schema(),
-                    digest: *snapshot.schema_digest(),
-                },
-                Wanted {
-                    roots: [principal, resource],
-                    action: loaded.actions.get(action).map_or(&[], Vec::as_slice),
-                    extra: &extra,
-                    supplied: match request.described_by {
-                        Describer::Caller => Some(snapshot.supplied()),
-                        Describer::Sidecar => None,
-                    },
-                    plan: match snapshot.dereferenced_types() {
-                        Some(follow) => Plan::Analysed {
-                            id: snapshot.analysis_id(),
-                            follow,
-                            literals: snapshot.dereferenced_literals(),
-                        },
-                        None => Plan::Everything,
-                    },
-                },
-            )
-            .await
-        {
+        let wanted = loaded.wanted(
+            [principal, resource],
+            loaded.actions.get(action).map_or(&[], Vec::as_slice),
+            &extra,
+            request.described_by,
+        );
+        match self.store.slice(loaded.schema_ref(), wanted).await {
             Ok((entities, revision)) => {
                 (snapshot.decide(&cedar_request, &entities), Some(revision))
             }
@@ -555,7 +574,7 @@ fn parse_request(
 
 /// `request` read the AuthZEN way: its context and its entities'
 /// attributes keep what the schema declares, converted.
-fn conform(snapshot: &PolicySnapshot, uids: &RequestUids, request: &AuthzRequest) -> AuthzRequest {
+fn conform(snapshot: &PolicySnapshot, action: &EntityUid, request: &AuthzRequest) -> AuthzRequest {
     let entities = request
         .entities
         .iter()
@@ -571,7 +590,7 @@ fn conform(snapshot: &PolicySnapshot, uids: &RequestUids, request: &AuthzRequest
         })
         .collect();
     AuthzRequest {
-        context: snapshot.conform_context(&uids.action, &request.context),
+        context: snapshot.conform_context(action, &request.context),
         entities,
         ..request.clone()
     }

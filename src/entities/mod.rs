@@ -34,7 +34,7 @@ use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
 use cedar_policy_core::ast::Entity as CoreEntity;
 use sqlx::AnyPool;
 
-pub use slice::Wanted;
+pub use slice::{Reader, Wanted};
 pub use sql::{CHANGE_CHANNEL, StoreError};
 
 /// How many attribute/tag hops from the principal and the resource are

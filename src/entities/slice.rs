@@ -95,13 +95,22 @@ impl EntityStore {
         Ok(parsed)
     }
 
-    /// The slice read inside one database snapshot, bypassing the caches:
-    /// the way out when the store kept moving under the cached attempts.
-    async fn snapshot_slice(
-        &self,
-        schema: SchemaRef<'_>,
-        wanted: Wanted<'_>,
-    ) -> Result<(Entities, u64), SliceError> {
+    /// A reader of one store state: the cached position for the first
+    /// `SLICE_ATTEMPTS` attempts, then one database snapshot (read
+    /// transaction, REPEATABLE READ on PostgreSQL) bypassing the caches.
+    pub async fn reader<'s>(
+        &'s self,
+        schema: SchemaRef<'s>,
+        attempt: usize,
+    ) -> Result<Reader<'s>, SliceError> {
+        if attempt < SLICE_ATTEMPTS {
+            return Ok(Reader {
+                store: self,
+                schema,
+                at: self.position(),
+                snapshot: None,
+            });
+        }
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         if tx.backend_name() == "PostgreSQL" {
             // One snapshot for the whole transaction, not one per statement.
@@ -111,14 +120,88 @@ impl EntityStore {
                 .map_err(StoreError::from)?;
         }
         let revision = sql::revision(&mut *tx).await?;
-        let snapshot = Snapshot(tokio::sync::Mutex::new(tx));
-        let view = View {
+        Ok(Reader {
+            store: self,
             schema,
-            at: self.position(),
-            snapshot: Some(&snapshot),
-        };
-        let entities = self.slice_at(view, wanted).await?;
-        Ok((entities, revision))
+            at: Position {
+                revision,
+                ..self.position()
+            },
+            snapshot: Some(Snapshot(tokio::sync::Mutex::new(tx))),
+        })
+    }
+
+    /// What one attempt of reading a store state came to: its result
+    /// and that state's revision, or `None` to try again with the next
+    /// reader (the store moved under it; this process has caught up).
+    ///
+    /// The pattern, until a read settles (a snapshot reader always does):
+    /// `for attempt in 0.. { let r = store.reader(schema, attempt).await?;
+    /// if let Some(out) = store.settle(&r, read(&r).await).await? { .. } }`
+    /// (closures cannot express it: their futures are not `Send`).
+    pub async fn settle<T>(
+        &self,
+        reader: &Reader<'_>,
+        result: Result<T, SliceError>,
+    ) -> Result<Option<(T, u64)>, SliceError> {
+        match result {
+            Ok(out) if reader.holds() => Ok(Some((out, reader.at.revision))),
+            Ok(_) => Ok(None),
+            Err(SliceError::Moved) => {
+                self.sync().await?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads of one store state (see [`EntityStore::consistently`]).
+#[derive(Debug)]
+pub struct Reader<'s> {
+    store: &'s EntityStore,
+    schema: SchemaRef<'s>,
+    at: Position,
+    snapshot: Option<Snapshot>,
+}
+
+impl Reader<'_> {
+    fn view(&self) -> View<'_> {
+        View {
+            schema: self.schema,
+            at: self.at,
+            snapshot: self.snapshot.as_ref(),
+        }
+    }
+
+    /// Whether every read so far saw the state this reader started at.
+    fn holds(&self) -> bool {
+        self.snapshot.is_some() || self.store.position() == self.at
+    }
+
+    /// The entities one decision needs (see [`EntityStore::slice`]).
+    pub async fn slice(&self, wanted: Wanted<'_>) -> Result<Entities, SliceError> {
+        self.store.slice_at(self.view(), wanted).await
+    }
+
+    /// Up to `limit` ids of stored entities of type `ty` after `after`, in
+    /// id order.
+    pub async fn ids(
+        &self,
+        ty: &EntityTypeName,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, SliceError> {
+        let ty = ty.to_string();
+        if let Some(snapshot) = &self.snapshot {
+            let mut tx = snapshot.0.lock().await;
+            return Ok(sql::ids(&mut **tx, &ty, after, limit).await?.1);
+        }
+        let (revision, ids) = sql::ids(&self.store.pool, &ty, after, limit).await?;
+        if revision != self.at.revision {
+            return Err(SliceError::Moved);
+        }
+        Ok(ids)
     }
 }
 
@@ -155,27 +238,17 @@ impl EntityStore {
         schema: SchemaRef<'_>,
         wanted: Wanted<'_>,
     ) -> Result<(Entities, u64), SliceError> {
-        let attempts = async {
-            for _ in 0..SLICE_ATTEMPTS {
-                let view = View {
-                    schema,
-                    at: self.position(),
-                    snapshot: None,
-                };
-                match self.slice_at(view, wanted).await {
-                    Ok(entities) if self.position() == view.at => {
-                        return Ok((entities, view.at.revision));
-                    }
-                    Ok(_) => {}
-                    Err(SliceError::Moved) => {
-                        self.sync().await?;
-                    }
-                    Err(e) => return Err(e),
+        let read = async {
+            for attempt in 0.. {
+                let reader = self.reader(schema, attempt).await?;
+                let slice = reader.slice(wanted).await;
+                if let Some(done) = self.settle(&reader, slice).await? {
+                    return Ok(done);
                 }
             }
-            self.snapshot_slice(schema, wanted).await
+            unreachable!("a snapshot reader always settles")
         };
-        tokio::time::timeout(self.read_timeout, attempts)
+        tokio::time::timeout(self.read_timeout, read)
             .await
             .unwrap_or(Err(SliceError::Timeout(self.read_timeout)))
     }

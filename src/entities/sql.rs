@@ -42,6 +42,34 @@ pub(super) async fn get<'e>(
     Ok((revision.max(0) as u64, row.get(1)))
 }
 
+/// Up to `limit` ids of stored entities of type `ty` after `after`, in id
+/// order, and the store revision they were read at, in one statement and
+/// so from one snapshot.
+pub(super) async fn ids<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ty: &str,
+    after: &str,
+    limit: usize,
+) -> Result<(u64, Vec<String>), StoreError> {
+    let rows = sqlx::query(
+        "select r.revision, e.entity_id from store_revision r
+         left join (select entity_id from entity where entity_type = $1 and entity_id > $2
+                    order by entity_id limit $3) e on 1 = 1
+         where r.id = 1 order by e.entity_id",
+    )
+    .bind(ty)
+    .bind(after)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(executor)
+    .await?;
+    let revision = rows.first().map_or(0, |r| r.get::<i64, _>(0).max(0) as u64);
+    let ids = rows
+        .iter()
+        .filter_map(|r| r.get::<Option<String>, _>(1))
+        .collect();
+    Ok((revision, ids))
+}
+
 /// Writes the rows only: [`commit`] records the change.
 pub(super) async fn upsert_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,

@@ -24,7 +24,7 @@ use super::native::MAX_BATCH;
 use crate::engine::{AuthzRequest, Decided, Describer, Shape};
 
 /// A subject or resource.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Entity {
     /// The Cedar entity type, e.g. `User`.
     #[serde(rename = "type")]
@@ -40,7 +40,7 @@ pub struct Entity {
 }
 
 /// The action.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Action {
     /// The Cedar action id, e.g. `billing.read`.
     pub name: String,
@@ -220,7 +220,7 @@ fn action_uid(action: &Action) -> Value {
     }
 }
 
-fn to_request(
+pub(super) fn to_request(
     subject: &Entity,
     action: &Action,
     resource: &Entity,
@@ -321,7 +321,10 @@ pub async fn evaluation(
 
 /// The parts of a batch item with the batch's defaults filled in: each
 /// part the item omits is the default's, whole.
-fn item_request(defaults: &EvaluationsRequest, item: Map<String, Value>) -> Result<AuthzRequest, String> {
+fn item_request(
+    defaults: &EvaluationsRequest,
+    item: Map<String, Value>,
+) -> Result<AuthzRequest, String> {
     let part = |name: &str| -> Result<Option<Value>, String> {
         match item.get(name) {
             Some(Value::Null) | None => Ok(None),
@@ -398,10 +401,17 @@ pub async fn evaluations(
         .collect();
     // An invalid item is a deny in its place: a deny-on-first-deny batch
     // ends there.
-    if let Some(first) = items.iter().position(Result::is_err).filter(|_| stops(false)) {
+    if let Some(first) = items
+        .iter()
+        .position(Result::is_err)
+        .filter(|_| stops(false))
+    {
         items.truncate(first + 1);
     }
-    let valid: Vec<AuthzRequest> = items.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+    let valid: Vec<AuthzRequest> = items
+        .iter()
+        .filter_map(|i| i.as_ref().ok().cloned())
+        .collect();
     let mut decided = state
         .engine
         .decide_batch_until(&valid, &id, |d| stops(d.decision.allow))

@@ -231,6 +231,21 @@ impl From<crate::entities::ReachError> for ApiError {
     }
 }
 
+impl From<crate::engine::SearchError> for ApiError {
+    fn from(e: crate::engine::SearchError) -> Self {
+        use crate::entities::SliceError;
+        match e {
+            crate::engine::SearchError::Request(e) => Self::bad_request(e.to_string()),
+            crate::engine::SearchError::Store(SliceError::Store(e)) => e.into(),
+            crate::engine::SearchError::Store(e) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

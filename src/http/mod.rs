@@ -10,6 +10,7 @@ pub mod health;
 pub mod invite_page;
 pub mod native;
 pub mod policies;
+pub mod search;
 pub mod written;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub struct Limits {
     paths(
         native::is_authorized, native::is_authorized_batch,
         authzen::evaluation, authzen::evaluations, authzen::configuration,
+        search::subject, search::resource, search::action,
         entities::put_entities, entities::delete_entity,
         policies::get_policies, policies::reload,
         health::healthz, health::readyz, health::metrics, openapi_json,
@@ -128,6 +130,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/v1/is_authorized/batch", post(native::is_authorized_batch))
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/access/v1/search/subject", post(search::subject))
+        .route("/access/v1/search/resource", post(search::resource))
+        .route("/access/v1/search/action", post(search::action))
         .route("/v1/entities", put(entities::put_entities))
         .route("/v1/entities/{type}/{id}", delete(entities::delete_entity))
         .route("/v1/policies", get(policies::get_policies))

@@ -47,7 +47,11 @@ pub(super) fn entity(schema: &Schema, uid: &EntityUid, properties: &Map<String, 
     })
 }
 
-fn record(schema: &ValidatorSchema, declared: &Attributes, given: &Map<String, Value>) -> Map<String, Value> {
+fn record(
+    schema: &ValidatorSchema,
+    declared: &Attributes,
+    given: &Map<String, Value>,
+) -> Map<String, Value> {
     given
         .iter()
         .filter_map(|(key, value)| {
@@ -87,7 +91,9 @@ fn convert(schema: &ValidatorSchema, ty: &Type, value: &Value) -> Value {
 }
 
 fn is_type_and_id(map: &Map<String, Value>) -> bool {
-    map.len() == 2 && map.get("type").is_some_and(Value::is_string) && map.get("id").is_some_and(Value::is_string)
+    map.len() == 2
+        && map.get("type").is_some_and(Value::is_string)
+        && map.get("id").is_some_and(Value::is_string)
 }
 
 fn entity_ref(uid: &EntityUid) -> Value {
@@ -134,7 +140,11 @@ mod tests {
             "undeclared": true,
         });
 
-        let entity = entity(&schema, &uid("Doc::\"d\""), given.as_object().unwrap_or_else(|| unreachable!()));
+        let entity = entity(
+            &schema,
+            &uid("Doc::\"d\""),
+            given.as_object().unwrap_or_else(|| unreachable!()),
+        );
         let parsed = cedar_policy::Entity::from_json_value(entity.clone(), Some(&schema));
 
         assert!(parsed.is_ok(), "{entity}: {parsed:?}");
@@ -147,7 +157,11 @@ mod tests {
         let schema = schema();
         let given = json!({"owner": "User::\"alice\"", "title": 7});
 
-        let entity = entity(&schema, &uid("Doc::\"d\""), given.as_object().unwrap_or_else(|| unreachable!()));
+        let entity = entity(
+            &schema,
+            &uid("Doc::\"d\""),
+            given.as_object().unwrap_or_else(|| unreachable!()),
+        );
 
         assert!(cedar_policy::Entity::from_json_value(entity, Some(&schema)).is_err());
     }
@@ -162,7 +176,8 @@ mod tests {
         assert_eq!(context.get("time"), None);
         assert_eq!(context["action_properties"], json!({"reason": "audit"}));
         let action = uid("Action::\"read\"");
-        let parsed = cedar_policy::Context::from_json_value(context.clone(), Some((&schema, &action)));
+        let parsed =
+            cedar_policy::Context::from_json_value(context.clone(), Some((&schema, &action)));
         assert!(parsed.is_ok(), "{context}: {parsed:?}");
     }
 }

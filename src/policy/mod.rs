@@ -316,7 +316,11 @@ impl PolicySnapshot {
     /// The context for `action` as AuthZEN reads it: keys the action's
     /// context type does not declare are dropped, declared values converted
     /// (see `conform`).
-    pub fn conform_context(&self, action: &EntityUid, context: &serde_json::Value) -> serde_json::Value {
+    pub fn conform_context(
+        &self,
+        action: &EntityUid,
+        context: &serde_json::Value,
+    ) -> serde_json::Value {
         conform::context(&self.schema, action, context)
     }
 
@@ -350,7 +354,12 @@ impl PolicySnapshot {
     /// Decides `request` like [`Self::decide`] on `policies`: a subset of
     /// this snapshot's, or what partial evaluation left of them
     /// ([`Residuals::policies`]).
-    pub fn decide_on(&self, policies: &PolicySet, request: &Request, entities: &Entities) -> Decision {
+    pub fn decide_on(
+        &self,
+        policies: &PolicySet,
+        request: &Request,
+        entities: &Entities,
+    ) -> Decision {
         let response = self.authorizer.is_authorized(request, policies, entities);
         let unknown_entities = [request.principal(), request.resource()]
             .into_iter()

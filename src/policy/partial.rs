@@ -79,7 +79,10 @@ impl PolicySnapshot {
         .map_err(|e| RequestError::Schema(with_causes(&e)))?;
         // Action entities come from the schema.
         let known = Entities::from_entities(
-            entities.iter().filter(|e| !self.is_action(&e.uid())).cloned(),
+            entities
+                .iter()
+                .filter(|e| !self.is_action(&e.uid()))
+                .cloned(),
             None,
         )
         .map_err(|e| RequestError::Entities(with_causes(&e)))?;
