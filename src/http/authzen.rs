@@ -65,7 +65,8 @@ pub struct EvaluationRequest {
     pub context: Option<Value>,
 }
 
-/// One item of a batch; a part it omits is the batch's, whole.
+/// One item of a batch; a part it omits is the batch's, whole (a subject
+/// or resource without `type` or `id` takes the batch's).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EvaluationItem {
     /// Who (default: the batch's `subject`).
@@ -102,12 +103,14 @@ pub struct Options {
 /// `POST /access/v1/evaluations`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EvaluationsRequest {
-    /// Default subject.
-    pub subject: Option<Entity>,
+    /// Default subject (may lack what every item gives).
+    #[schema(value_type = Option<Entity>)]
+    pub subject: Option<Map<String, Value>>,
     /// Default action.
     pub action: Option<Action>,
-    /// Default resource.
-    pub resource: Option<Entity>,
+    /// Default resource (may lack what every item gives).
+    #[schema(value_type = Option<Entity>)]
+    pub resource: Option<Map<String, Value>>,
     /// Default context.
     pub context: Option<Value>,
     /// The items; absent or empty means one evaluation of the defaults.
@@ -331,13 +334,23 @@ fn item_request(
             Some(v) => Ok(Some(v.clone())),
         }
     };
-    let entity = |name: &str, default: &Option<Entity>| -> Result<Entity, String> {
-        match part(name)? {
-            Some(v) => serde_json::from_value(v).map_err(|e| format!("`{name}`: {e}")),
-            None => default
-                .clone()
-                .ok_or_else(|| format!("no `{name}` here nor at the top level")),
-        }
+    let entity = |name: &str, default: &Option<Map<String, Value>>| -> Result<Entity, String> {
+        let given = match (part(name)?, default) {
+            // The item's entity replaces the default whole, but a `type` or
+            // `id` it lacks is the default's (AuthZEN certification 3.2.7).
+            (Some(Value::Object(mut given)), Some(default)) => {
+                for key in ["type", "id"] {
+                    if let (false, Some(v)) = (given.contains_key(key), default.get(key)) {
+                        given.insert(key.to_owned(), v.clone());
+                    }
+                }
+                Value::Object(given)
+            }
+            (Some(given), _) => given,
+            (None, Some(default)) => Value::Object(default.clone()),
+            (None, None) => return Err(format!("no `{name}` here nor at the top level")),
+        };
+        serde_json::from_value(given).map_err(|e| format!("`{name}`: {e}"))
     };
     let subject = entity("subject", &defaults.subject)?;
     let resource = entity("resource", &defaults.resource)?;
@@ -377,15 +390,8 @@ pub async fn evaluations(
     state.engine.at_least(min).await?;
     if req.evaluations.is_empty() {
         // Without items, the request is a single evaluation of the defaults.
-        let (Some(s), Some(a), Some(r)) = (&req.subject, &req.action, &req.resource) else {
-            return Err(ApiError::bad_request(
-                "`subject`, `action` and `resource` are required",
-            ));
-        };
-        let decided = state
-            .engine
-            .decide(&to_request(s, a, r, req.context.as_ref()), &id)
-            .await;
+        let request = item_request(&req, Map::new()).map_err(ApiError::bad_request)?;
+        let decided = state.engine.decide(&request, &id).await;
         return Ok(Json(EvaluationsOrOne::One(respond(decided))));
     }
     let semantic = req.options.evaluations_semantic;

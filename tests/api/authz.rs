@@ -449,10 +449,6 @@ async fn a_missing_required_field_is_a_400_with_a_json_error() {
             json!({"action": {"name": "billing.read"}, "resource": {"type": "Organization", "id": "acme"}}),
         ),
         (
-            "/access/v1/evaluations",
-            json!({"action": {"name": "billing.read"}, "evaluations": [{"resource": {"type": "Organization", "id": "acme"}}]}),
-        ),
-        (
             "/v1/is_authorized",
             json!({"action": action("billing.read"), "resource": uid("Organization", "acme")}),
         ),
@@ -551,12 +547,6 @@ async fn unknown_actions_types_principals_and_malformed_uids_are_denied_with_err
             json!(uid("Organization", "acme")),
         ),
         (
-            "a principal not in the store",
-            json!(uid("User", "ghost")),
-            json!(action("billing.read")),
-            json!(uid("Organization", "acme")),
-        ),
-        (
             "a resource not in the store",
             json!(uid("User", "olivia")),
             json!(action("billing.read")),
@@ -631,14 +621,6 @@ async fn authzen_denies_unknown_actions_types_principals_and_malformed_types() {
             ),
         ),
         (
-            "a principal not in the store",
-            evaluation(
-                json!({"type": "User", "id": "ghost"}),
-                "billing.read",
-                acme.clone(),
-            ),
-        ),
-        (
             "a malformed type",
             evaluation(
                 json!({"type": "User::", "id": "olivia"}),
@@ -666,6 +648,38 @@ async fn authzen_denies_unknown_actions_types_principals_and_malformed_types() {
             "{what}: {answer}"
         );
     }
+}
+
+on_both_backends!(an_entity_the_store_lacks_is_evaluated_as_cedar_does_and_named);
+async fn an_entity_the_store_lacks_is_evaluated_as_cedar_does_and_named() {
+    // Arrange: no policy errors on a principal without tags, so the deny
+    // comes from the policies, and the answer says whom the store lacks.
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let ghost = json!({"type": "User", "id": "ghost"});
+    let acme = json!({"type": "Organization", "id": "acme"});
+
+    // Act
+    let native = app
+        .is_authorized(ghost.clone(), json!(action("billing.read")), acme.clone(), json!({}))
+        .await;
+    let (status, authzen) = app
+        .post_json(
+            "/access/v1/evaluation",
+            &json!({"subject": ghost, "action": {"name": "billing.read"}, "resource": acme}),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(native["decision"], "deny", "{native}");
+    assert_eq!(native["unknown_entities"], json!(["User::\"ghost\""]), "{native}");
+    assert_eq!(status, StatusCode::OK, "{authzen}");
+    assert_eq!(authzen["decision"], false, "{authzen}");
+    assert_eq!(
+        authzen["context"]["unknown_entities"],
+        json!(["User::\"ghost\""]),
+        "{authzen}"
+    );
 }
 
 /// The value of one sample line of a Prometheus text exposition.

@@ -401,3 +401,83 @@ async fn an_unknown_evaluations_semantic_is_a_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["code"], "bad_request");
 }
+
+on_both_backends!(properties_are_read_by_their_declared_types_and_undeclared_ones_ignored);
+async fn properties_are_read_by_their_declared_types_and_undeclared_ones_ignored() {
+    // Arrange: dana is in acme's trading department; a host account tagged
+    // with a department is visible to that department only.
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let body = |department: Value, extra: Value| {
+        let mut properties = json!({"tenant": "acme", "accountType": "Active", "department": department});
+        if let (Some(p), Value::Object(more)) = (properties.as_object_mut(), extra) {
+            p.extend(more);
+        }
+        json!({
+            "subject": user("dana"),
+            "action": {"name": "accounts.read"},
+            "resource": {"type": "Account", "id": "host-9", "properties": properties},
+        })
+    };
+
+    // Act
+    let as_string = evaluate(&app, &body(json!("Department::\"acme/trading\""), json!({}))).await;
+    let as_object = evaluate(&app, &body(json!({"type": "Department", "id": "acme/trading"}), json!({}))).await;
+    let other = evaluate(&app, &body(json!("Department::\"acme/sales\""), json!({}))).await;
+    let undeclared = evaluate(
+        &app,
+        &body(json!("Department::\"acme/trading\""), json!({"colour": "red", "owner": {"x": 1}})),
+    )
+    .await;
+    let wrong_type = evaluate(
+        &app,
+        &body(json!("Department::\"acme/trading\""), json!({"name": 42})),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(as_string["decision"], true, "{as_string}");
+    assert_eq!(as_object["decision"], true, "{as_object}");
+    assert_eq!(other["decision"], false, "{other}");
+    assert_eq!(undeclared["decision"], true, "{undeclared}");
+    assert_eq!(wrong_type["decision"], false, "{wrong_type}");
+    assert!(
+        wrong_type["context"]["reason_admin"]["errors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "a property of the wrong type denies with the error: {wrong_type}"
+    );
+}
+
+on_both_backends!(context_keys_the_schema_does_not_declare_are_ignored);
+async fn context_keys_the_schema_does_not_declare_are_ignored() {
+    // Arrange: globex requires two-step verification (`mfa`).
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let body = |context: Value| {
+        json!({"subject": user("gwen"), "action": {"name": "organization.read", "properties": {"method": "GET"}},
+               "resource": org("globex"), "context": context})
+    };
+
+    // Act
+    let plain = evaluate(&app, &body(json!({"mfa": true}))).await;
+    let extra = evaluate(
+        &app,
+        &body(json!({"mfa": true, "ip": "10.0.0.1", "time": {"hour": 3}})),
+    )
+    .await;
+    let without = evaluate(&app, &body(json!({"ip": "10.0.0.1"}))).await;
+    let wrong = evaluate(&app, &body(json!({"mfa": "yes", "ip": "10.0.0.1"}))).await;
+
+    // Assert
+    assert_eq!(plain["decision"], true, "{plain}");
+    assert_eq!(extra["decision"], true, "{extra}");
+    assert_eq!(without["decision"], false, "{without}");
+    assert_eq!(wrong["decision"], false, "{wrong}");
+    assert!(
+        wrong["context"]["reason_admin"]["errors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "a declared key of the wrong type denies with the error: {wrong}"
+    );
+}

@@ -40,6 +40,7 @@ mod authz;
 mod authzen;
 mod browser;
 mod cli;
+mod conformance;
 mod contract;
 mod entities;
 mod helpers;
