@@ -11,6 +11,9 @@
 //!   in-process rate the sidecar is compared with.
 //! - `policy_load/*`: load + strict validation of 30, 1,000, 10,000 policies.
 //! - `store_size/*`: a cold-slice decision at 1k..1M stored entities.
+//! - `search/*`: which of the workload's 10,000 accounts one user may view:
+//!   by resource search, by a filter plan, and by 10,000 single decisions
+//!   in one batch (the same answer asked the slow way; checked equal).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benches may panic")]
 
@@ -161,6 +164,94 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
+fn search(c: &mut Criterion) {
+    use cedargate::engine::{Search, Searched, Shape};
+    let rt = Runtime::new().unwrap();
+    let (engine, w) = engine(&rt, "13k", 0);
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(w.dir.join("entities.json")).unwrap())
+            .unwrap();
+    let accounts: Vec<String> = all
+        .iter()
+        .filter(|e| e["uid"]["type"] == "Account")
+        .map(|e| e["uid"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    // The user of the workload's first account view.
+    let user = authz_requests(&w, REQUESTS)
+        .into_iter()
+        .find(|r| r.action["id"] == "viewAccount")
+        .map(|r| r.principal)
+        .unwrap();
+    let request = |resource: serde_json::Value| AuthzRequest {
+        principal: user.clone(),
+        action: serde_json::json!({"type": "Action", "id": "viewAccount"}),
+        resource,
+        context: serde_json::json!({}),
+        entities: Vec::new(),
+        described_by: cedargate::engine::Describer::Caller,
+        shape: Shape::Cedar,
+    };
+    let query = Search {
+        request: request(serde_json::Value::Null),
+        searched: Searched::Resource,
+        kind: "Account".to_owned(),
+        after: String::new(),
+        limit: 10_000,
+    };
+    let batch: Vec<AuthzRequest> = accounts
+        .iter()
+        .map(|id| request(serde_json::json!({"type": "Account", "id": id})))
+        .collect();
+    // The same answer three ways, before anything is timed.
+    let (found, decided, planned) = rt.block_on(async {
+        let found = engine.search(&query).await.unwrap();
+        let decided = engine.decide_batch(&batch, "").await;
+        let planned = engine.plan(&query.request, "Account").await.unwrap();
+        (found, decided, planned)
+    });
+    let mut allowed: Vec<String> = accounts
+        .iter()
+        .zip(&decided)
+        .filter(|(_, d)| d.decision.allow)
+        .map(|(id, _)| id.clone())
+        .collect();
+    allowed.sort();
+    assert_eq!(found.ids, allowed, "search and batch decisions disagree");
+    eprintln!(
+        "search: {} of {} accounts allowed; plan: {}",
+        allowed.len(),
+        accounts.len(),
+        serde_json::to_string(&planned.plan)
+            .unwrap()
+            .chars()
+            .take(120)
+            .collect::<String>()
+    );
+
+    let mut group = c.benchmark_group("search");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("resource_search_10k_accounts", |b| {
+        b.to_async(&rt).iter(|| {
+            let (engine, query) = (&engine, &query);
+            async move { engine.search(query).await.unwrap() }
+        })
+    });
+    group.bench_function("plan_accounts", |b| {
+        b.to_async(&rt).iter(|| {
+            let (engine, query) = (&engine, &query);
+            async move { engine.plan(&query.request, "Account").await.unwrap() }
+        })
+    });
+    group.bench_function("batch_decisions_10k_accounts", |b| {
+        b.to_async(&rt).iter(|| {
+            let (engine, batch) = (&engine, &batch);
+            async move { engine.decide_batch(batch, "").await }
+        })
+    });
+    group.finish();
+}
+
 fn engine_with_cache(rt: &Runtime) -> (Arc<Engine>, workload::Workload) {
     engine(rt, "13k", 100_000)
 }
@@ -290,5 +381,5 @@ fn store_size(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide, baseline, policy_load, store_size);
+criterion_group!(benches, decide, baseline, policy_load, store_size, search);
 criterion_main!(benches);

@@ -58,6 +58,9 @@ pub enum Command {
     Org(OrgCommand),
     /// Print an organization's audit trail.
     Audit(AuditArgs),
+    /// Translate a filter plan (the answer of `POST /v1/plan`) into a SQL
+    /// `WHERE` expression.
+    Plan(PlanArgs),
 }
 
 /// `cedargate admin …`.
@@ -136,6 +139,40 @@ pub struct AuditArgs {
     pub store: StoreArgs,
 }
 
+/// `cedargate plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the SQL `WHERE` expression (`TRUE`, `FALSE` or the condition).
+    /// Without it the condition tree is printed as JSON.
+    #[arg(long)]
+    pub sql: bool,
+    /// The SQL for an attribute path, e.g. `org.tenant=orgs.tenant`
+    /// (default: the column `"org_tenant"`). Repeatable.
+    #[arg(long = "column", value_name = "PATH=SQL", value_parser = parse_mapping)]
+    pub columns: Vec<(String, String)>,
+    /// A subquery listing the elements of a set-valued attribute path for
+    /// the current row, for `contains`. Repeatable.
+    #[arg(long = "set-column", value_name = "PATH=SUBQUERY", value_parser = parse_mapping)]
+    pub set_columns: Vec<(String, String)>,
+    /// The SQL for the resource's id.
+    #[arg(long, value_name = "SQL", default_value = "\"id\"")]
+    pub id_column: String,
+    /// The table of (`entity_id`, `ancestor_id`) pairs, for `in` tests.
+    #[arg(long, value_name = "TABLE")]
+    pub ancestors_table: Option<String>,
+    /// The plan as JSON (`-` or absent: standard input).
+    pub file: Option<PathBuf>,
+}
+
+fn parse_mapping(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((path, sql)) if !path.is_empty() && !sql.is_empty() => {
+            Ok((path.to_owned(), sql.to_owned()))
+        }
+        _ => Err(format!("expected PATH=SQL, got `{s}`")),
+    }
+}
+
 /// `cedargate fmt`.
 #[derive(Debug, Args)]
 pub struct FmtArgs {
@@ -201,6 +238,61 @@ pub fn run(command: Command) -> ExitCode {
         Command::Admin(command) => block_on(admin(command)),
         Command::Org(command) => block_on(org(command)),
         Command::Audit(args) => block_on(audit(args)),
+        Command::Plan(args) => plan(&args),
+    }
+}
+
+fn plan(args: &PlanArgs) -> ExitCode {
+    match plan_output(args) {
+        Ok(text) => {
+            out!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plan_output(args: &PlanArgs) -> Result<String, String> {
+    use std::io::Read as _;
+    let text = match &args.file {
+        Some(path) if path.as_os_str() != "-" => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?,
+        _ => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            text
+        }
+    };
+    let plan: policy::FilterPlan =
+        serde_json::from_str(&text).map_err(|e| format!("not a filter plan: {e}"))?;
+    if !args.sql {
+        return Ok(match plan {
+            policy::FilterPlan::Conditional { condition } => {
+                format!("{:#}", condition.to_json())
+            }
+            other => format!(
+                "{:#}",
+                serde_json::to_value(other).map_err(|e| e.to_string())?
+            ),
+        });
+    }
+    let columns = policy::Columns {
+        id: Some(args.id_column.clone()),
+        attrs: args.columns.iter().cloned().collect(),
+        sets: args.set_columns.iter().cloned().collect(),
+        ancestors_table: args.ancestors_table.clone(),
+    };
+    match plan {
+        policy::FilterPlan::AlwaysAllowed => Ok("TRUE".to_owned()),
+        policy::FilterPlan::AlwaysDenied => Ok("FALSE".to_owned()),
+        policy::FilterPlan::Conditional { condition } => {
+            policy::to_sql(&condition, &columns).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use crate::policy::{
     self, Decision, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
 };
 use cache::{DecisionCache, DecisionKey};
-pub use search::{Found, FoundActions, Search, SearchError, Searched};
+pub use search::{Found, FoundActions, PlanFailure, Planned, Search, SearchError, Searched};
 
 /// How often one decision-path error is written to the log.
 const ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
@@ -573,19 +573,23 @@ fn parse_request(
 }
 
 /// `request` read the AuthZEN way: its context and its entities'
-/// attributes keep what the schema declares, converted.
+/// attributes keep what the schema declares, converted. An entity left
+/// with no attribute says nothing and is dropped (so that undeclared
+/// properties of a store-only entity are ignored, not refused).
 fn conform(snapshot: &PolicySnapshot, action: &EntityUid, request: &AuthzRequest) -> AuthzRequest {
     let entities = request
         .entities
         .iter()
-        .map(|entity| {
+        .filter_map(|entity| {
             let uid = entity.get("uid").map(|u| parse_uid("entity", u));
             match (uid, entity.get("attrs")) {
                 (Some(Ok(uid)), Some(serde_json::Value::Object(attrs))) => {
-                    snapshot.conform_entity(&uid, attrs)
+                    let conformed = snapshot.conform_entity(&uid, attrs);
+                    let empty = conformed["attrs"].as_object().is_some_and(|a| a.is_empty());
+                    (!empty).then_some(conformed)
                 }
                 // Left whole, so that its fault is reported.
-                _ => entity.clone(),
+                _ => Some(entity.clone()),
             }
         })
         .collect();

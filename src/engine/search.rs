@@ -19,7 +19,7 @@ use cedar_policy::{Entities, EntityId, EntityTypeName, EntityUid, Request};
 
 use super::{AuthzRequest, Engine, Loaded, conform, request_entities};
 use crate::entities::{Reader, SliceError};
-use crate::policy::{RequestError, Residuals, Side};
+use crate::policy::{FilterPlan, PlanError, RequestError, Residuals, Side};
 
 /// How many candidate ids one read fetches.
 const CHUNK: usize = 256;
@@ -86,7 +86,84 @@ pub enum SearchError {
     Store(#[from] SliceError),
 }
 
+/// A filter plan and the state it holds for.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The plan.
+    pub plan: FilterPlan,
+    /// The policy revision it was made under.
+    pub policy_revision: u64,
+    /// The store revision of the principal's entities it was made on.
+    pub store_revision: u64,
+}
+
+/// Why there is no filter plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFailure {
+    /// The query is malformed, or names a type the schema lacks.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The residual policies cannot be written as a condition.
+    #[error(transparent)]
+    Unsupported(#[from] PlanError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] SliceError),
+}
+
 impl Engine {
+    /// The filter plan of `request` (its resource's reference ignored) over
+    /// the resources of type `kind`: which of them the principal may take
+    /// the action on, as one condition over their attributes.
+    pub async fn plan(&self, request: &AuthzRequest, kind: &str) -> Result<Planned, PlanFailure> {
+        let loaded = self.current();
+        let snapshot = &loaded.snapshot;
+        let Some(kind) = entity_type(&loaded, kind)? else {
+            return Err(
+                RequestError::Schema(format!("no entity type `{kind}` in the schema")).into(),
+            );
+        };
+        let principal = snapshot.uid("principal", &request.principal)?;
+        let action = snapshot.uid("action", &request.action)?;
+        let denied = |store_revision| Planned {
+            plan: FilterPlan::AlwaysDenied,
+            policy_revision: loaded.revision,
+            store_revision,
+        };
+        if !loaded.actions.contains_key(&action) {
+            return Ok(denied(self.store.revision()));
+        }
+        let request = conform(snapshot, &action, request);
+        let extra = request_entities(&loaded, &request.entities)?;
+        let store = &self.store;
+        for attempt in 0.. {
+            let reader = store.reader(loaded.schema_ref(), attempt).await?;
+            let known = reader
+                .slice(loaded.wanted([&principal, &principal], &[], &extra, request.described_by))
+                .await;
+            if let Some((known, revision)) = store.settle(&reader, known).await? {
+                let residuals = match snapshot.partially_evaluate(
+                    &Side::Known(principal.clone()),
+                    &action,
+                    &Side::Any(kind),
+                    &request.context,
+                    &known,
+                ) {
+                    Ok(r) => r,
+                    // The action does not apply to these types.
+                    Err(RequestError::Schema(_)) => return Ok(denied(revision)),
+                    Err(e) => return Err(e.into()),
+                };
+                return Ok(Planned {
+                    plan: crate::policy::plan(&residuals, &principal, &known)?,
+                    policy_revision: loaded.revision,
+                    store_revision: revision,
+                });
+            }
+        }
+        unreachable!("a snapshot reader always settles")
+    }
+
     /// The stored entities of the searched type the request allows, in id
     /// order, one page at a time.
     pub async fn search(&self, search: &Search) -> Result<Found, SearchError> {

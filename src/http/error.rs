@@ -246,6 +246,21 @@ impl From<crate::engine::SearchError> for ApiError {
     }
 }
 
+impl From<crate::engine::PlanFailure> for ApiError {
+    fn from(e: crate::engine::PlanFailure) -> Self {
+        use crate::engine::{PlanFailure, SearchError};
+        match e {
+            PlanFailure::Request(e) => SearchError::Request(e).into(),
+            PlanFailure::Store(e) => SearchError::Store(e).into(),
+            PlanFailure::Unsupported(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plan_unsupported",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

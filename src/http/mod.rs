@@ -83,7 +83,7 @@ pub struct Limits {
 #[openapi(
     info(title = "cedargate", description = "Authorization sidecar: Cedar policies behind AuthZEN and a native API"),
     paths(
-        native::is_authorized, native::is_authorized_batch,
+        native::is_authorized, native::is_authorized_batch, native::plan,
         authzen::evaluation, authzen::evaluations, authzen::configuration,
         search::subject, search::resource, search::action,
         entities::put_entities, entities::delete_entity,
@@ -128,6 +128,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let protected = Router::new()
         .route("/v1/is_authorized", post(native::is_authorized))
         .route("/v1/is_authorized/batch", post(native::is_authorized_batch))
+        .route("/v1/plan", post(native::plan))
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
         .route("/access/v1/search/subject", post(search::subject))

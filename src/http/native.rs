@@ -154,3 +154,73 @@ pub async fn is_authorized_batch(
         results: results.into_iter().map(Into::into).collect(),
     }))
 }
+
+/// `POST /v1/plan`: which resources of a type a principal may take an
+/// action on, as one condition over their attributes.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PlanRequest {
+    /// The principal.
+    pub principal: serde_json::Value,
+    /// The action.
+    pub action: serde_json::Value,
+    /// The resource type, e.g. `Account`.
+    pub resource_type: String,
+    /// The request context.
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+    /// Request-scoped entities (Cedar entity JSON), as for a decision.
+    #[serde(default)]
+    pub entities: Vec<serde_json::Value>,
+    /// Plan only on store state at or after this revision.
+    #[serde(default)]
+    pub min_revision: Option<u64>,
+}
+
+/// A filter plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanResponse {
+    /// `{"decision": "always_allowed" | "always_denied" | "conditional",
+    /// "condition": …}` (README, "Filter plans").
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub plan: crate::policy::FilterPlan,
+    /// The policy revision it was made under.
+    pub policy_revision: u64,
+    /// The store revision of the principal's entities it was made on.
+    pub store_revision: u64,
+}
+
+/// Makes a filter plan.
+#[utoipa::path(post, path = "/v1/plan", tag = "decisions",
+    request_body = PlanRequest,
+    params(MinRevision),
+    responses(
+        (status = 200, body = PlanResponse),
+        (status = 400, description = "malformed JSON, missing fields, an unknown resource type or a context of the wrong shape", body = ErrorBody),
+        (status = 401, description = "missing or invalid API token", body = ErrorBody),
+        (status = 413, description = "body over the size limit", body = ErrorBody),
+        (status = 422, description = "the policies' residual cannot be written as a condition (extension values, arithmetic on the resource…)", body = ErrorBody),
+        (status = 503, description = "the store failed or did not answer in time, or the asked store revision was not reached in time", body = ErrorBody),
+    ))]
+pub async fn plan(
+    State(state): State<AppState>,
+    MinRevision(min): MinRevision,
+    ApiJson(req): ApiJson<PlanRequest>,
+) -> Result<Json<PlanResponse>, ApiError> {
+    state.engine.at_least(min.or(req.min_revision)).await?;
+    let request = AuthzRequest {
+        principal: req.principal,
+        action: req.action,
+        resource: serde_json::Value::Null,
+        context: req.context.unwrap_or_else(|| serde_json::json!({})),
+        entities: req.entities,
+        described_by: Describer::Caller,
+        shape: Shape::Cedar,
+    };
+    let planned = state.engine.plan(&request, &req.resource_type).await?;
+    Ok(Json(PlanResponse {
+        plan: planned.plan,
+        policy_revision: planned.policy_revision,
+        store_revision: planned.store_revision,
+    }))
+}

@@ -11,6 +11,8 @@ pub mod fmt;
 mod load;
 mod narrow;
 mod partial;
+pub mod plan;
+pub mod plan_sql;
 mod supplied;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,8 @@ pub use error::{LoadError, RequestError, render_report};
 pub(crate) use load::list_files;
 pub use load::load;
 pub use partial::{Residuals, Side};
+pub use plan::{Condition, FilterPlan, PlanError, plan};
+pub use plan_sql::{Columns, SqlError, to_sql};
 pub use supplied::{Supplied, SupplyError, describe};
 
 /// Where a policy was written.

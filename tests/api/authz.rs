@@ -661,7 +661,12 @@ async fn an_entity_the_store_lacks_is_evaluated_as_cedar_does_and_named() {
 
     // Act
     let native = app
-        .is_authorized(ghost.clone(), json!(action("billing.read")), acme.clone(), json!({}))
+        .is_authorized(
+            ghost.clone(),
+            json!(action("billing.read")),
+            acme.clone(),
+            json!({}),
+        )
         .await;
     let (status, authzen) = app
         .post_json(
@@ -672,7 +677,11 @@ async fn an_entity_the_store_lacks_is_evaluated_as_cedar_does_and_named() {
 
     // Assert
     assert_eq!(native["decision"], "deny", "{native}");
-    assert_eq!(native["unknown_entities"], json!(["User::\"ghost\""]), "{native}");
+    assert_eq!(
+        native["unknown_entities"],
+        json!(["User::\"ghost\""]),
+        "{native}"
+    );
     assert_eq!(status, StatusCode::OK, "{authzen}");
     assert_eq!(authzen["decision"], false, "{authzen}");
     assert_eq!(

@@ -409,7 +409,8 @@ async fn properties_are_read_by_their_declared_types_and_undeclared_ones_ignored
     let app = TestApp::spawn().await;
     app.load_example().await;
     let body = |department: Value, extra: Value| {
-        let mut properties = json!({"tenant": "acme", "accountType": "Active", "department": department});
+        let mut properties =
+            json!({"tenant": "acme", "accountType": "Active", "department": department});
         if let (Some(p), Value::Object(more)) = (properties.as_object_mut(), extra) {
             p.extend(more);
         }
@@ -421,12 +422,26 @@ async fn properties_are_read_by_their_declared_types_and_undeclared_ones_ignored
     };
 
     // Act
-    let as_string = evaluate(&app, &body(json!("Department::\"acme/trading\""), json!({}))).await;
-    let as_object = evaluate(&app, &body(json!({"type": "Department", "id": "acme/trading"}), json!({}))).await;
+    let as_string = evaluate(
+        &app,
+        &body(json!("Department::\"acme/trading\""), json!({})),
+    )
+    .await;
+    let as_object = evaluate(
+        &app,
+        &body(
+            json!({"type": "Department", "id": "acme/trading"}),
+            json!({}),
+        ),
+    )
+    .await;
     let other = evaluate(&app, &body(json!("Department::\"acme/sales\""), json!({}))).await;
     let undeclared = evaluate(
         &app,
-        &body(json!("Department::\"acme/trading\""), json!({"colour": "red", "owner": {"x": 1}})),
+        &body(
+            json!("Department::\"acme/trading\""),
+            json!({"colour": "red", "owner": {"x": 1}}),
+        ),
     )
     .await;
     let wrong_type = evaluate(
@@ -479,5 +494,26 @@ async fn context_keys_the_schema_does_not_declare_are_ignored() {
             .as_array()
             .is_some_and(|e| !e.is_empty()),
         "a declared key of the wrong type denies with the error: {wrong}"
+    );
+}
+
+on_both_backends!(undeclared_properties_of_a_store_only_subject_are_ignored_not_refused);
+async fn undeclared_properties_of_a_store_only_subject_are_ignored_not_refused() {
+    // Arrange: `User` comes from the store only; `department` is no
+    // attribute of it, so the description says nothing the schema knows.
+    let app = TestApp::spawn().await;
+    app.load_example().await;
+    let mut body = evaluation("olivia", "billing.read", "acme");
+    body["subject"]["properties"] = json!({"department": "Sales", "title": "CFO"});
+
+    // Act
+    let answer = evaluate(&app, &body).await;
+
+    // Assert
+    assert_eq!(answer["decision"], true, "{answer}");
+    assert_eq!(
+        answer["context"]["reason_admin"]["errors"],
+        json!([]),
+        "{answer}"
     );
 }

@@ -74,15 +74,27 @@ async fn basic_evaluations_reach_the_required_decisions() {
             true,
         ),
         ("2.2.4", eval(alice(), write(), record_2_archived()), false),
-        ("2.2.5", eval(bob_admin(), write(), record_2_archived()), true),
+        (
+            "2.2.5",
+            eval(bob_admin(), write(), record_2_archived()),
+            true,
+        ),
         (
             "2.2.6",
-            eval(alice(), json!({"name": "delete", "properties": {"soft": true}}), record_1()),
+            eval(
+                alice(),
+                json!({"name": "delete", "properties": {"soft": true}}),
+                record_1(),
+            ),
             true,
         ),
         (
             "2.2.7",
-            eval(alice(), json!({"name": "delete", "properties": {"soft": false}}), record_1()),
+            eval(
+                alice(),
+                json!({"name": "delete", "properties": {"soft": false}}),
+                record_1(),
+            ),
             false,
         ),
         (
@@ -114,7 +126,10 @@ async fn basic_evaluations_reach_the_required_decisions() {
         assert_eq!(status, StatusCode::OK, "{test}: {answer}");
         assert_eq!(answer["decision"], expected, "{test}: {answer}");
         assert!(answer["context"].is_object(), "{test} (2.3): {answer}");
-        assert_eq!(again["decision"], expected, "{test} (2.6, repeated): {again}");
+        assert_eq!(
+            again["decision"], expected,
+            "{test} (2.6, repeated): {again}"
+        );
     }
 }
 
@@ -123,16 +138,37 @@ async fn malformed_evaluations_are_400s() {
     // Arrange
     let app = spawn_fixture().await;
     let cases = [
-        ("no subject", json!({"action": read(), "resource": record_1()})),
-        ("no action", json!({"subject": alice(), "resource": record_1()})),
+        (
+            "no subject",
+            json!({"action": read(), "resource": record_1()}),
+        ),
+        (
+            "no action",
+            json!({"subject": alice(), "resource": record_1()}),
+        ),
         ("no resource", json!({"subject": alice(), "action": read()})),
-        ("subject without type", eval(json!({"id": "alice"}), read(), record_1())),
-        ("subject without id", eval(json!({"type": "user"}), read(), record_1())),
+        (
+            "subject without type",
+            eval(json!({"id": "alice"}), read(), record_1()),
+        ),
+        (
+            "subject without id",
+            eval(json!({"type": "user"}), read(), record_1()),
+        ),
         ("an empty action", eval(alice(), json!({}), record_1())),
-        ("resource without type", eval(alice(), read(), json!({"id": "record-1"}))),
-        ("resource without id", eval(alice(), read(), json!({"type": "record"}))),
+        (
+            "resource without type",
+            eval(alice(), read(), json!({"id": "record-1"})),
+        ),
+        (
+            "resource without id",
+            eval(alice(), read(), json!({"type": "record"})),
+        ),
         ("a string subject", eval(json!("alice"), read(), record_1())),
-        ("a numeric action name", eval(alice(), json!({"name": 123}), record_1())),
+        (
+            "a numeric action name",
+            eval(alice(), json!({"name": 123}), record_1()),
+        ),
     ];
     let raw = [
         ("text/plain", "{}"),
@@ -217,11 +253,21 @@ async fn batches_inherit_defaults_and_answer_every_item_in_order() {
 
         // Assert
         assert_eq!(status, StatusCode::OK, "{test}: {answer}");
-        let items = answer["evaluations"].as_array().cloned().unwrap_or_default();
+        let items = answer["evaluations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(items.len(), 2, "{test} (3.3): {answer}");
         assert!(answer.get("decision").is_none(), "{test} (3.3): {answer}");
-        let got: Vec<bool> = items.iter().filter_map(|i| i["decision"].as_bool()).collect();
-        assert_eq!(got.len(), 2, "{test}: every item has a boolean decision: {answer}");
+        let got: Vec<bool> = items
+            .iter()
+            .filter_map(|i| i["decision"].as_bool())
+            .collect();
+        assert_eq!(
+            got.len(),
+            2,
+            "{test}: every item has a boolean decision: {answer}"
+        );
         if let Some(expected) = expected {
             assert_eq!(got, expected, "{test}: {answer}");
         }
@@ -240,13 +286,20 @@ async fn a_batch_item_that_is_no_evaluation_is_a_deny_in_its_place() {
     let (deny_first, stopped) = app
         .post_json(
             "/access/v1/evaluations",
-            &with(body.clone(), "options", json!({"evaluations_semantic": "deny_on_first_deny"})),
+            &with(
+                body.clone(),
+                "options",
+                json!({"evaluations_semantic": "deny_on_first_deny"}),
+            ),
         )
         .await;
 
     // Assert
     assert_eq!(status, StatusCode::OK, "3.4.1: {answer}");
-    let items = answer["evaluations"].as_array().cloned().unwrap_or_default();
+    let items = answer["evaluations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(items.len(), 3, "{answer}");
     assert_eq!(items[0]["decision"], true, "{answer}");
     for item in &items[1..] {
@@ -260,7 +313,11 @@ async fn a_batch_item_that_is_no_evaluation_is_a_deny_in_its_place() {
         "{answer}"
     );
     assert_eq!(deny_first, StatusCode::OK);
-    assert_eq!(stopped["evaluations"].as_array().map(Vec::len), Some(2), "{stopped}");
+    assert_eq!(
+        stopped["evaluations"].as_array().map(Vec::len),
+        Some(2),
+        "{stopped}"
+    );
 }
 
 on_both_backends!(a_batch_without_items_is_one_evaluation);
@@ -271,7 +328,10 @@ async fn a_batch_without_items_is_one_evaluation() {
 
     for (test, body) in [
         ("3.4.2 no evaluations", single.clone()),
-        ("3.4.3 empty evaluations", with(single, "evaluations", json!([]))),
+        (
+            "3.4.3 empty evaluations",
+            with(single, "evaluations", json!([])),
+        ),
     ] {
         // Act
         let (status, answer) = app.post_json("/access/v1/evaluations", &body).await;
@@ -304,19 +364,97 @@ async fn searches_find_the_required_entities_and_actions() {
     let user = json!({"type": "user"});
     let record = json!({"type": "record"});
     let cases = [
-        ("4.2.1", "subject", json!({"subject": user, "action": read(), "resource": record_1()}), "id", vec!["alice", "bob"]),
-        ("4.2.2 context", "subject", json!({"subject": user, "action": read(), "resource": record_1(), "context": {"ip": "10.0.0.1"}}), "id", vec!["alice", "bob"]),
-        ("4.2.3 a subject id is ignored", "subject", json!({"subject": {"type": "user", "id": "carol"}, "action": read(), "resource": record_1()}), "id", vec!["alice", "bob"]),
-        ("4.2.4", "subject", json!({"subject": user, "action": write(), "resource": record_2_archived()}), "id", vec!["bob"]),
-        ("4.3.1", "resource", json!({"subject": alice(), "action": read(), "resource": record}), "id", vec!["record-1", "record-2"]),
-        ("4.3.1 write", "resource", json!({"subject": alice(), "action": write(), "resource": record}), "id", vec!["record-1"]),
-        ("4.3.3", "resource", json!({"subject": bob_admin(), "action": write(), "resource": record}), "id", vec!["record-2"]),
-        ("4.4.1", "action", json!({"subject": alice(), "resource": record_1()}), "name", vec!["read", "write"]),
-        ("4.4.2 context", "action", json!({"subject": alice(), "resource": record_1(), "context": {}}), "name", vec!["read", "write"]),
-        ("4.4.3", "action", json!({"subject": bob_admin(), "resource": record_2_archived()}), "name", vec!["read", "write"]),
-        ("4.6 an unknown subject id", "action", json!({"subject": {"type": "user", "id": "nonexistent-user"}, "resource": record_1()}), "name", vec![]),
-        ("4.6 an unknown type", "subject", json!({"subject": {"type": "spaceship"}, "action": read(), "resource": record_1()}), "id", vec![]),
-        ("4.6 an unknown action", "resource", json!({"subject": alice(), "action": {"name": "fly"}, "resource": record}), "id", vec![]),
+        (
+            "4.2.1",
+            "subject",
+            json!({"subject": user, "action": read(), "resource": record_1()}),
+            "id",
+            vec!["alice", "bob"],
+        ),
+        (
+            "4.2.2 context",
+            "subject",
+            json!({"subject": user, "action": read(), "resource": record_1(), "context": {"ip": "10.0.0.1"}}),
+            "id",
+            vec!["alice", "bob"],
+        ),
+        (
+            "4.2.3 a subject id is ignored",
+            "subject",
+            json!({"subject": {"type": "user", "id": "carol"}, "action": read(), "resource": record_1()}),
+            "id",
+            vec!["alice", "bob"],
+        ),
+        (
+            "4.2.4",
+            "subject",
+            json!({"subject": user, "action": write(), "resource": record_2_archived()}),
+            "id",
+            vec!["bob"],
+        ),
+        (
+            "4.3.1",
+            "resource",
+            json!({"subject": alice(), "action": read(), "resource": record}),
+            "id",
+            vec!["record-1", "record-2"],
+        ),
+        (
+            "4.3.1 write",
+            "resource",
+            json!({"subject": alice(), "action": write(), "resource": record}),
+            "id",
+            vec!["record-1"],
+        ),
+        (
+            "4.3.3",
+            "resource",
+            json!({"subject": bob_admin(), "action": write(), "resource": record}),
+            "id",
+            vec!["record-2"],
+        ),
+        (
+            "4.4.1",
+            "action",
+            json!({"subject": alice(), "resource": record_1()}),
+            "name",
+            vec!["read", "write"],
+        ),
+        (
+            "4.4.2 context",
+            "action",
+            json!({"subject": alice(), "resource": record_1(), "context": {}}),
+            "name",
+            vec!["read", "write"],
+        ),
+        (
+            "4.4.3",
+            "action",
+            json!({"subject": bob_admin(), "resource": record_2_archived()}),
+            "name",
+            vec!["read", "write"],
+        ),
+        (
+            "4.6 an unknown subject id",
+            "action",
+            json!({"subject": {"type": "user", "id": "nonexistent-user"}, "resource": record_1()}),
+            "name",
+            vec![],
+        ),
+        (
+            "4.6 an unknown type",
+            "subject",
+            json!({"subject": {"type": "spaceship"}, "action": read(), "resource": record_1()}),
+            "id",
+            vec![],
+        ),
+        (
+            "4.6 an unknown action",
+            "resource",
+            json!({"subject": alice(), "action": {"name": "fly"}, "resource": record}),
+            "id",
+            vec![],
+        ),
     ];
 
     for (test, endpoint, body, key, expected) in cases {
@@ -329,12 +467,19 @@ async fn searches_find_the_required_entities_and_actions() {
         assert_eq!(status, StatusCode::OK, "{test}: {answer}");
         assert_eq!(found(&answer, key), expected, "{test}: {answer}");
         if key == "id" {
-            let wanted = if endpoint == "subject" { "user" } else { "record" };
+            let wanted = if endpoint == "subject" {
+                "user"
+            } else {
+                "record"
+            };
             for result in answer["results"].as_array().into_iter().flatten() {
                 assert_eq!(result["type"], wanted, "{test}: {answer}");
             }
         }
-        assert_eq!(answer["page"]["next_token"], "", "{test}: one page: {answer}");
+        assert_eq!(
+            answer["page"]["next_token"], "",
+            "{test}: one page: {answer}"
+        );
     }
 }
 
@@ -344,13 +489,28 @@ async fn malformed_searches_are_400s() {
     let app = spawn_fixture().await;
     let record = json!({"type": "record"});
     let cases = [
-        ("subject", json!({"subject": {"type": "user"}, "resource": record_1()})),
+        (
+            "subject",
+            json!({"subject": {"type": "user"}, "resource": record_1()}),
+        ),
         ("resource", json!({"action": read(), "resource": record})),
         ("action", json!({"subject": alice()})),
-        ("subject", json!({"subject": {"type": "user"}, "action": read(), "resource": record})),
-        ("resource", json!({"subject": {"type": "user"}, "action": read(), "resource": record})),
-        ("resource", json!({"subject": alice(), "action": read(), "resource": record, "page": {"limit": 0}})),
-        ("resource", json!({"subject": alice(), "action": read(), "resource": record, "page": {"token": "not-ours"}})),
+        (
+            "subject",
+            json!({"subject": {"type": "user"}, "action": read(), "resource": record}),
+        ),
+        (
+            "resource",
+            json!({"subject": {"type": "user"}, "action": read(), "resource": record}),
+        ),
+        (
+            "resource",
+            json!({"subject": alice(), "action": read(), "resource": record, "page": {"limit": 0}}),
+        ),
+        (
+            "resource",
+            json!({"subject": alice(), "action": read(), "resource": record, "page": {"token": "not-ours"}}),
+        ),
     ];
 
     for (endpoint, body) in cases {
@@ -360,7 +520,11 @@ async fn malformed_searches_are_400s() {
             .await;
 
         // Assert
-        assert_eq!(status, StatusCode::BAD_REQUEST, "4.7 {endpoint} {body}: {answer}");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "4.7 {endpoint} {body}: {answer}"
+        );
     }
 }
 
@@ -375,10 +539,16 @@ async fn search_pages_follow_tokens_to_the_whole_result() {
     let mut page = json!({"limit": 1});
     loop {
         let (status, answer) = app
-            .post_json("/access/v1/search/subject", &with(query.clone(), "page", page.clone()))
+            .post_json(
+                "/access/v1/search/subject",
+                &with(query.clone(), "page", page.clone()),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "4.5: {answer}");
-        let token = answer["page"]["next_token"].as_str().unwrap_or_default().to_owned();
+        let token = answer["page"]["next_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         pages.push(answer);
         if token.is_empty() || pages.len() > 10 {
             break;
@@ -399,7 +569,11 @@ async fn search_pages_follow_tokens_to_the_whole_result() {
     // Assert
     let ids: Vec<String> = pages.iter().flat_map(|p| found(p, "id")).collect();
     assert_eq!(ids, ["alice", "bob"], "{pages:?}");
-    assert_eq!(pages.len(), 2, "the last page is the one with the last result: {pages:?}");
+    assert_eq!(
+        pages.len(),
+        2,
+        "the last page is the one with the last result: {pages:?}"
+    );
     assert_eq!(pages[0]["page"]["count"], 1);
     assert_eq!(
         status,

@@ -15,7 +15,9 @@ use crate::helpers::{Api, TestApp, example_entities, repo_dir};
 fn schema() -> Schema {
     let text = std::fs::read_to_string(repo_dir().join("schema/cedargate.cedarschema"))
         .expect("read the schema");
-    Schema::from_cedarschema_str(&text).expect("the schema parses").0
+    Schema::from_cedarschema_str(&text)
+        .expect("the schema parses")
+        .0
 }
 
 /// Stored ids of the example, by entity type.
@@ -25,7 +27,10 @@ fn stored() -> BTreeMap<String, Vec<String>> {
         let (Some(ty), Some(id)) = (e["uid"]["type"].as_str(), e["uid"]["id"].as_str()) else {
             continue;
         };
-        by_type.entry(ty.to_owned()).or_default().push(id.to_owned());
+        by_type
+            .entry(ty.to_owned())
+            .or_default()
+            .push(id.to_owned());
     }
     for ids in by_type.values_mut() {
         ids.sort();
