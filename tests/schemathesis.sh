@@ -105,7 +105,7 @@ cat >"$tmp/schemathesis.toml" <<'EOF'
 "path.org" = "acme"
 
 [[operations]]
-include-path-regex = "^/(v1/is_authorized|access/v1/evaluation)"
+include-path-regex = "^/(v1/is_authorized|v1/plan|access/v1/)"
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 EOF
 
