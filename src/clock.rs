@@ -43,8 +43,19 @@ impl Clock for ManualClock {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
+    since_epoch().as_secs() as i64
+}
+
+/// Milliseconds since the Unix epoch (the decision log's timestamps).
+pub fn unix_now_ms() -> u128 {
+    since_epoch().as_millis()
+}
+
+// The one place that reads the wall clock (clippy.toml forbids it
+// elsewhere): everything else asks a `Clock` or the functions above.
+#[allow(clippy::disallowed_methods, reason = "the wall clock is read here only")]
+fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .unwrap_or_default()
 }

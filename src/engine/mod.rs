@@ -464,10 +464,7 @@ impl Engine {
                 .map(|u| u.to_string())
                 .unwrap_or_else(|_| other.to_string()),
         };
-        let time_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let time_ms = crate::clock::unix_now_ms();
         self.log.write(&DecisionRecord {
             request_id,
             time_ms,
