@@ -588,7 +588,7 @@ impl Evaluator<'_> {
         }
     }
 
-    fn value(&self, v: &EvalResult) -> R<Value> {
+    pub(super) fn value(&self, v: &EvalResult) -> R<Value> {
         Ok(match v {
             EvalResult::Bool(b) => Value::Bool(*b),
             EvalResult::Long(n) => Value::Long(*n),
