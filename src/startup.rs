@@ -46,6 +46,7 @@ pub fn invitation_service(
     )?);
     let service = InviteService::new(
         engine.clone(),
+        engine.store().clone(),
         Some(mailer.clone()),
         invites.settings(bound),
     );
@@ -234,11 +235,6 @@ impl Application {
     /// The bound address (the real port when the config said port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// The engine, for tests and embedding.
-    pub fn engine(&self) -> Arc<Engine> {
-        self.engine.clone()
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.

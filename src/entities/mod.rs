@@ -249,11 +249,6 @@ impl EntityStore {
         }
     }
 
-    /// Number of parsed entities currently cached.
-    pub fn cached(&self) -> u64 {
-        self.cache.entry_count()
-    }
-
     /// Forgets every parsed entity (after a schema change, parsing may differ).
     pub fn clear_cache(&self) {
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
@@ -276,6 +271,37 @@ impl EntityStore {
         let uids: Vec<EntityUid> = rows.into_iter().map(|(uid, _)| uid).collect();
         self.commit(tx, &uids).await?;
         Ok(uids.len())
+    }
+
+    /// Opens a write transaction that takes the store's write lock first,
+    /// so that transactions which read before writing never deadlock or
+    /// fail to upgrade (SQLite) and writers queue in one order (PostgreSQL
+    /// row lock on the revision row). Refused when the database file in use
+    /// was deleted or replaced (the write would be lost). Commit it with
+    /// [`EntityStore::commit`].
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        self.check_file()?;
+        let mut tx = self.pool.begin().await?;
+        sql::lock_revision(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// A string attribute of a stored entity, read on the caller's
+    /// connection; `None` when the entity or the attribute is missing or
+    /// not a string.
+    pub async fn string_attribute<'e>(
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        uid: &EntityUid,
+        attribute: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (_, body) = sql::get(executor, uid).await?;
+        Ok(body.and_then(|body| {
+            let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+            body.get("attrs")?
+                .get(attribute)?
+                .as_str()
+                .map(str::to_owned)
+        }))
     }
 
     /// Writes already-validated entity rows inside the caller's transaction
@@ -452,11 +478,6 @@ impl EntityStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.check_file()?;
         sql::revision(&self.pool).await.map(|_| ())
-    }
-
-    /// Number of stored entities.
-    pub async fn count(&self) -> Result<i64, StoreError> {
-        sql::count(&self.pool).await
     }
 }
 

@@ -183,11 +183,14 @@ pub(super) async fn revision<'e>(
     Ok(revision.max(0) as u64)
 }
 
-pub(super) async fn count(pool: &AnyPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query("select count(*) from entity")
-        .fetch_one(pool)
-        .await?
-        .get(0))
+/// Takes the write lock: a no-op update of the revision row.
+pub(super) async fn lock_revision(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), StoreError> {
+    sqlx::query("update store_revision set revision = revision where id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// What the change log says happened after a revision.

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Csv, Path, Query};
+use super::extract::{ApiJson, Csv, Path, Query, RequestId};
 use super::written::Written;
 use crate::audit;
 use crate::invites::bulk::{BulkOptions, BulkReport};
-use crate::invites::service::{Accepted, EditInput, InviteInput, InviteOutcome, MemberView};
+use crate::invites::service::{
+    Accepted, EditInput, InviteInput, InviteOutcome, MemberView, NewPassword,
+};
 use crate::invites::{Actor, InviteError, InviteService, Status};
 
 /// The header naming the acting user.
@@ -41,7 +43,8 @@ pub struct ActorHeader {
 impl<S: Send + Sync> FromRequestParts<S> for ActorHeader {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(RequestId(request_id)) = RequestId::from_request_parts(parts, state).await;
         let header = |name: &str| {
             parts
                 .headers
@@ -59,7 +62,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ActorHeader {
         Ok(Self {
             name: name.to_owned(),
             mfa: header(ACTOR_MFA_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true")),
-            request_id: header("x-request-id").map(str::to_owned),
+            request_id: Some(request_id.trim().to_owned()).filter(|id| !id.is_empty()),
         })
     }
 }
@@ -583,11 +586,17 @@ pub async fn accept(
         service
             .accept(
                 &body.token,
-                body.password.as_deref(),
+                // One entry: a host application's page checks its own
+                // confirmation.
+                NewPassword {
+                    password: body.password.as_deref(),
+                    confirmation: None,
+                },
                 None,
                 state.clock.now(),
             )
-            .await?,
+            .await?
+            .into_result()?,
     )))
 }
 

@@ -141,6 +141,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one mapping of the invitation service's errors to HTTP, for the JSON
+/// API and the acceptance page alike (the page words the answer for people
+/// but keeps this status).
 impl From<InviteError> for ApiError {
     fn from(e: InviteError) -> Self {
         let message = e.to_string();
@@ -155,7 +158,7 @@ impl From<InviteError> for ApiError {
                 error.error.policies = Some(policies);
                 error
             }
-            InviteError::UnknownActor(_) => {
+            InviteError::UnknownActor { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "unknown_actor", message)
             }
             InviteError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
@@ -170,13 +173,16 @@ impl From<InviteError> for ApiError {
             InviteError::LinkUnavailable => {
                 Self::new(StatusCode::NOT_FOUND, "link_unavailable", message)
             }
+            // The service is off with this schema: not implemented here,
+            // rather than a missing resource.
             InviteError::Unavailable => {
                 Self::new(StatusCode::NOT_IMPLEMENTED, "unavailable", message)
             }
-            InviteError::Store(e) => Self::internal(e),
             InviteError::Projection(WriteError::Store(e)) => e.into(),
-            InviteError::Projection(e) => Self::internal(e),
-            InviteError::Internal(e) => Self::internal(e),
+            e @ (InviteError::Store(_)
+            | InviteError::Projection(_)
+            | InviteError::PasswordHash { .. }
+            | InviteError::HashingTask { .. }) => Self::internal(e),
         }
     }
 }

@@ -13,13 +13,17 @@ use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use base64::Engine as _;
 use minijinja::{Environment, context};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::invites::service::{InvitationView, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use super::error::ApiError;
+use super::extract::RequestId;
+use crate::invites::service::{
+    Acceptance, InvitationView, NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
+    PasswordProblem,
+};
 use crate::invites::{InviteError, InviteService};
 
 const CSRF_COOKIE: &str = "cedargate_csrf";
@@ -83,31 +87,24 @@ fn message(status: StatusCode, heading: &str, text: &str) -> Response {
     )
 }
 
-fn unavailable() -> Response {
-    message(
-        StatusCode::NOT_FOUND,
-        "This link is unavailable",
-        "The invitation link is unknown, already used, expired, revoked or declined. Ask your administrator to send a new invitation.",
-    )
-}
-
+/// The page for a failed call. The status is the JSON API's (the one
+/// mapping, in `error.rs`, which also logs internal errors); only the words
+/// are the page's.
 fn failure(e: InviteError) -> Response {
-    match e {
-        InviteError::LinkUnavailable => unavailable(),
-        InviteError::Unavailable => message(
-            StatusCode::NOT_FOUND,
+    let (heading, text) = match &e {
+        // One page for every dead link, so that links cannot be probed (R59).
+        InviteError::LinkUnavailable => (
+            "This link is unavailable",
+            "The invitation link is unknown, already used, expired, revoked or declined. Ask your administrator to send a new invitation.",
+        ),
+        InviteError::Unavailable => (
             "Not available",
             "This sidecar does not run the invitation service.",
         ),
-        other => {
-            tracing::error!(error = %other, "invitation page failed");
-            message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again later.",
-            )
-        }
-    }
+        _ => ("Something went wrong", "Please try again later."),
+    };
+    let status = ApiError::from(e).status();
+    message(status, heading, text)
 }
 
 fn form_page(
@@ -116,8 +113,7 @@ fn form_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf: [u8; 32] = rand::random();
-    let csrf = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(csrf);
+    let csrf = crate::invites::token::random_secret();
     let ctx = context! {
         token, csrf, error,
         org_name => &view.org_name, inviter => &view.inviter, email => &view.email,
@@ -135,7 +131,7 @@ pub async fn show(
     // A secret that is not even UTF-8 is one more unknown link, and gets
     // the same page as every other unavailable link (R59).
     let Ok(Path(token)) = token else {
-        return unavailable();
+        return failure(InviteError::LinkUnavailable);
     };
     let Some(service) = &state.invites else {
         return failure(InviteError::Unavailable);
@@ -214,9 +210,15 @@ fn verified<'s, F>(
     Ok((form, service))
 }
 
+/// The request id for the audit trail (`None` when there is none).
+fn audited(request_id: &RequestId) -> Option<&str> {
+    Some(request_id.0.as_str()).filter(|id| !id.is_empty())
+}
+
 /// `POST /invite/accept`.
 pub async fn accept(
     State(state): State<AppState>,
+    request_id: RequestId,
     headers: HeaderMap,
     form: Result<Form<AcceptForm>, FormRejection>,
 ) -> Response {
@@ -224,35 +226,31 @@ pub async fn accept(
         Ok(checked) => checked,
         Err(page) => return *page,
     };
-    let now = state.clock.now();
-    let view = match service.view_invitation(&form.token, now).await {
-        Ok(view) => view,
-        Err(e) => return failure(e),
+    let choice = NewPassword {
+        password: form.password.as_deref(),
+        confirmation: Some(form.password_confirm.as_deref()),
     };
-    if view.needs_password && form.password != form.password_confirm {
-        return form_page(
-            &form.token,
-            &view,
-            Some("The two passwords differ."),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        );
-    }
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    match service
-        .accept(&form.token, form.password.as_deref(), request_id, now)
-        .await
-    {
-        Ok(accepted) => message(
+    let accepted = service
+        .accept(&form.token, choice, audited(&request_id), state.clock.now())
+        .await;
+    match accepted {
+        Ok(Acceptance::Accepted(accepted)) => message(
             StatusCode::OK,
             &format!("Welcome to {}", accepted.org_name),
             &format!("You joined {}. You can close this page.", accepted.org_name),
         ),
-        Err(InviteError::Invalid { message: text, .. }) => form_page(
-            &form.token,
-            &view,
-            Some(&format!("Password: {text}.")),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        Ok(Acceptance::PasswordRefused { view, problem }) => {
+            let text = match problem {
+                PasswordProblem::Differs => "The two passwords differ.".to_owned(),
+                PasswordProblem::Length => format!("Password: {}.", problem.describe()),
+            };
+            form_page(
+                &form.token,
+                &view,
+                Some(&text),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
         Err(e) => failure(e),
     }
 }
@@ -260,6 +258,7 @@ pub async fn accept(
 /// `POST /invite/decline`.
 pub async fn decline(
     State(state): State<AppState>,
+    request_id: RequestId,
     headers: HeaderMap,
     form: Result<Form<DeclineForm>, FormRejection>,
 ) -> Response {
@@ -267,9 +266,8 @@ pub async fn decline(
         Ok(checked) => checked,
         Err(page) => return *page,
     };
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
     match service
-        .decline(&form.token, request_id, state.clock.now())
+        .decline(&form.token, audited(&request_id), state.clock.now())
         .await
     {
         Ok(()) => message(

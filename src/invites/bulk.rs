@@ -15,9 +15,10 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::invite::{InviteInput, Prepared};
 use super::model::{ACCOUNT_TYPES, MODULES};
-use super::service::{Actor, InviteInput, InviteService};
-use super::{InviteError, rules};
+use super::service::{Actor, InviteService};
+use super::{Conflict, InviteError, rules};
 
 /// Largest file accepted, in rows.
 pub const MAX_ROWS: usize = 10_000;
@@ -167,7 +168,7 @@ impl InviteService {
         input: &InviteInput,
         seen: &mut HashSet<String>,
         now: i64,
-    ) -> Result<super::service::Prepared, InviteError> {
+    ) -> Result<Prepared, InviteError> {
         let p = self.prepare(org_id, input, false).await?;
         if !seen.insert(p.email.clone()) {
             return Err(InviteError::invalid(
@@ -176,10 +177,11 @@ impl InviteService {
             ));
         }
         if self.is_member(org_id, &p.email).await? {
-            return Err(InviteError::Conflict(format!(
-                "`{}` is already a member of `{org_id}`",
-                p.email
-            )));
+            return Err(Conflict::AlreadyMember {
+                email: p.email,
+                org_id: org_id.to_owned(),
+            }
+            .into());
         }
         self.authorize_invite(actor, org_id, &p, now).await?;
         Ok(p)

@@ -14,16 +14,31 @@
 //! is the principal; nothing is checked in Rust), written with its Cedar
 //! projection, audit record and outbox message in one transaction, and the
 //! engine's caches are invalidated before the call returns.
+//!
+//! Layout: `service.rs` holds the service, its actor and settings; one file
+//! per use case adds an `impl InviteService` block (`authorize.rs`,
+//! `onboard.rs`, `invite.rs`, `bulk.rs`, `members.rs`, `departments.rs`,
+//! `link.rs`); `change.rs` is one write transaction and what it owes the
+//! caches and the mailer at commit; `store.rs` is the SQL of the service's
+//! own tables; `project.rs` and `uid.rs` are their Cedar projection.
 
+mod authorize;
 pub mod bulk;
+mod change;
+mod departments;
+mod invite;
+mod link;
+mod members;
 pub mod model;
+mod onboard;
 mod project;
 pub mod rules;
 pub mod service;
 mod store;
 pub mod token;
+mod uid;
 
-pub use model::{InviteState, Level, Permissions, Restrictions, Role, Status};
+pub use model::{InvitationState, InviteState, Level, Permissions, Restrictions, Role, Status};
 pub use service::{Actor, InviteService, InviteSettings};
 
 /// Why an invitation-service call was refused or failed.
@@ -46,14 +61,17 @@ pub enum InviteError {
         message: String,
     },
     /// The acting user is unknown.
-    #[error("unknown acting user `{0}`")]
-    UnknownActor(String),
+    #[error("unknown acting user `{name}`")]
+    UnknownActor {
+        /// The user id or e-mail the request named.
+        name: String,
+    },
     /// The change conflicts with the current state (e.g. already a member).
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
     /// No such organization, member or invitation.
-    #[error("{0}")]
-    NotFound(String),
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
     /// Too many invitations in 24 hours.
     #[error(
         "the organization sent {limit} invitations in the last 24 hours; try again in {retry_after_secs} s"
@@ -76,12 +94,23 @@ pub enum InviteError {
     /// The database failed.
     #[error("database: {0}")]
     Store(#[from] sqlx::Error),
-    /// Projecting rows into Cedar entities failed.
+    /// Projecting rows into Cedar entities (or opening the write) failed.
     #[error("entity projection: {0}")]
     Projection(#[from] crate::entities::WriteError),
-    /// Anything else internal.
-    #[error("{0}")]
-    Internal(String),
+    /// Hashing a new password failed.
+    #[error("password hashing failed: {source}")]
+    PasswordHash {
+        /// argon2's error.
+        #[source]
+        source: argon2::password_hash::Error,
+    },
+    /// The blocking task hashing a new password panicked or was cancelled.
+    #[error("the password hashing task did not finish: {source}")]
+    HashingTask {
+        /// tokio's error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl InviteError {
@@ -92,4 +121,110 @@ impl InviteError {
             message: message.into(),
         }
     }
+}
+
+impl From<crate::entities::StoreError> for InviteError {
+    fn from(e: crate::entities::StoreError) -> Self {
+        InviteError::Projection(e.into())
+    }
+}
+
+/// What a change conflicts with (HTTP 409).
+#[derive(Debug, thiserror::Error)]
+pub enum Conflict {
+    /// The organization id is taken.
+    #[error("organization `{org_id}` already exists")]
+    OrganizationExists {
+        /// The organization.
+        org_id: String,
+    },
+    /// The person is an ACTIVE member already.
+    #[error("`{email}` is already a member of `{org_id}`")]
+    AlreadyMember {
+        /// Their address.
+        email: String,
+        /// The organization.
+        org_id: String,
+    },
+    /// The person is an INACTIVE member: reactivation, not an invitation.
+    #[error("`{email}` is an inactive member of `{org_id}`; reactivate them instead of inviting")]
+    InactiveMember {
+        /// Their address.
+        email: String,
+        /// The organization.
+        org_id: String,
+    },
+    /// Only pending members have invitations.
+    #[error("`{user_id}` is {status} in `{org_id}`; only pending members have invitations")]
+    NotPending {
+        /// The member.
+        user_id: String,
+        /// The organization.
+        org_id: String,
+        /// Their status.
+        status: Status,
+    },
+    /// A pending member becomes ACTIVE by accepting, not by an administrator.
+    #[error(
+        "`{user_id}` has not accepted the invitation yet; a pending member becomes ACTIVE by accepting it"
+    )]
+    NotAccepted {
+        /// The member.
+        user_id: String,
+    },
+    /// Only third-party agents have a designation to decide.
+    #[error("`{user_id}` is not a third-party agent in `{org_id}`")]
+    NotAnAgent {
+        /// The member.
+        user_id: String,
+        /// The organization.
+        org_id: String,
+    },
+    /// Every attempt of a member change met a concurrent change (E15).
+    #[error("the members of `{org_id}` kept changing during the request; try again")]
+    MembersKeptChanging {
+        /// The organization.
+        org_id: String,
+    },
+}
+
+/// What does not exist (HTTP 404).
+#[derive(Debug, thiserror::Error)]
+pub enum NotFound {
+    /// No such organization.
+    #[error("no organization `{org_id}`")]
+    Organization {
+        /// The organization.
+        org_id: String,
+    },
+    /// No such membership.
+    #[error("`{user_id}` is not a member of `{org_id}`")]
+    Member {
+        /// The organization.
+        org_id: String,
+        /// The user.
+        user_id: String,
+    },
+    /// No such user.
+    #[error("no user `{user_id}`")]
+    User {
+        /// The user.
+        user_id: String,
+    },
+    /// The member has no live invitation.
+    #[error("`{user_id}` has no live invitation in `{org_id}`")]
+    LiveInvitation {
+        /// The organization.
+        org_id: String,
+        /// The member.
+        user_id: String,
+    },
+    /// No such department.
+    #[error("no department `{department_id}` in `{org_id}`")]
+    Department {
+        /// The organization.
+        org_id: String,
+        /// The department.
+        department_id: String,
+    },
 }

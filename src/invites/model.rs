@@ -369,7 +369,50 @@ impl fmt::Display for Status {
     }
 }
 
-/// An invitation's state, derived from its row and the time (kanidm style).
+/// An invitation's stored state (the `invitation.state` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationState {
+    /// Live until `expires_at`.
+    Pending,
+    /// Used once.
+    Accepted,
+    /// The invitee declined.
+    Declined,
+    /// Revoked, or replaced by a resend.
+    Revoked,
+}
+
+impl InvitationState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationState::Pending => "PENDING",
+            InvitationState::Accepted => "ACCEPTED",
+            InvitationState::Declined => "DECLINED",
+            InvitationState::Revoked => "REVOKED",
+        }
+    }
+
+    /// Parses a stored state; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "PENDING" => Some(InvitationState::Pending),
+            "ACCEPTED" => Some(InvitationState::Accepted),
+            "DECLINED" => Some(InvitationState::Declined),
+            "REVOKED" => Some(InvitationState::Revoked),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for InvitationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An invitation's state as shown, derived from its row and the time
+/// (kanidm style): a pending invitation past its expiry is `Expired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum InviteState {
@@ -387,13 +430,13 @@ pub enum InviteState {
 
 impl InviteState {
     /// The state of a row with stored `state` and `expires_at`, at `now`.
-    pub fn derive(state: &str, expires_at: i64, now: i64) -> Self {
+    pub fn derive(state: InvitationState, expires_at: i64, now: i64) -> Self {
         match state {
-            "PENDING" if expires_at <= now => InviteState::Expired,
-            "PENDING" => InviteState::Pending,
-            "ACCEPTED" => InviteState::Accepted,
-            "DECLINED" => InviteState::Declined,
-            _ => InviteState::Revoked,
+            InvitationState::Pending if expires_at <= now => InviteState::Expired,
+            InvitationState::Pending => InviteState::Pending,
+            InvitationState::Accepted => InviteState::Accepted,
+            InvitationState::Declined => InviteState::Declined,
+            InvitationState::Revoked => InviteState::Revoked,
         }
     }
 }
@@ -462,16 +505,29 @@ mod tests {
     #[test]
     fn invitation_state_is_derived_from_time() {
         assert_eq!(
-            InviteState::derive("PENDING", 100, 99),
+            InviteState::derive(InvitationState::Pending, 100, 99),
             InviteState::Pending
         );
         assert_eq!(
-            InviteState::derive("PENDING", 100, 100),
+            InviteState::derive(InvitationState::Pending, 100, 100),
             InviteState::Expired
         );
         assert_eq!(
-            InviteState::derive("ACCEPTED", 100, 200),
+            InviteState::derive(InvitationState::Accepted, 100, 200),
             InviteState::Accepted
         );
+    }
+
+    #[test]
+    fn stored_invitation_states_round_trip() {
+        for state in [
+            InvitationState::Pending,
+            InvitationState::Accepted,
+            InvitationState::Declined,
+            InvitationState::Revoked,
+        ] {
+            assert_eq!(InvitationState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(InvitationState::parse("EXPIRED"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! E-mail rules: normalization (R72), syntax (E22), generic mailboxes (R73, E21).
+//! Input rules: e-mail normalization (R72), syntax (E22), generic mailboxes
+//! (R73, E21); names; organization and department ids.
 
 use super::InviteError;
 
@@ -83,6 +84,50 @@ pub fn is_generic(email: &str, generic: &[String]) -> bool {
     generic.iter().any(|g| g.eq_ignore_ascii_case(base))
 }
 
+/// Longest first or last name.
+const NAME_MAX_CHARS: usize = 100;
+
+/// A first and a last name, checked and trimmed.
+pub fn check_names(first: &str, last: &str) -> Result<(String, String), InviteError> {
+    Ok((
+        check_name("first_name", first)?,
+        check_name("last_name", last)?,
+    ))
+}
+
+/// A required name of at most [`NAME_MAX_CHARS`] printable characters, trimmed.
+pub fn check_name(field: &str, value: &str) -> Result<String, InviteError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(InviteError::invalid(field, "required"));
+    }
+    if value.chars().count() > NAME_MAX_CHARS || value.chars().any(char::is_control) {
+        return Err(InviteError::invalid(
+            field,
+            format!("at most {NAME_MAX_CHARS} printable characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Organization and department ids: 1-64 of `a-z 0-9 - _`, lower-cased.
+pub fn check_org_id(id: &str) -> Result<String, InviteError> {
+    let id = id.trim().to_ascii_lowercase();
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(id)
+    } else {
+        Err(InviteError::invalid(
+            "id",
+            "organization ids are 1-64 characters of a-z, 0-9, `-` and `_`",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +177,12 @@ mod tests {
         for personal in ["adminson@x.com", "jane.sales@x.com"] {
             assert!(!is_generic(personal, &g), "{personal}");
         }
+    }
+
+    #[test]
+    fn organization_ids_are_slugs() {
+        assert_eq!(check_org_id(" Acme ").ok().as_deref(), Some("acme"));
+        assert!(check_org_id("acme corp").is_err());
+        assert!(check_org_id("").is_err());
     }
 }

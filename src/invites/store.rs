@@ -1,12 +1,15 @@
-//! SQL of the invitation service. Flags are integers (0/1) and times unix
-//! seconds, for the `Any` driver. Every function takes a connection so the
-//! service can compose them in one transaction.
+//! SQL of the invitation service's own tables (`app_user`, `organization`,
+//! `membership`, `invitation`, `department`). Flags are integers (0/1) and
+//! times unix seconds, for the `Any` driver. Every function takes a
+//! connection so the service can compose them in one transaction. Other
+//! tables belong to their modules: entities to `crate::entities`, the
+//! outbox to `crate::mail`, the audit trail to `crate::audit`.
 
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::model::{Permissions, Restrictions, Status};
+use super::model::{InvitationState, Permissions, Restrictions, Status};
 
 type Conn = AnyConnection;
 
@@ -52,7 +55,7 @@ pub struct InvitationRow {
     pub org_id: String,
     pub user_id: String,
     pub email: String,
-    pub state: String,
+    pub state: InvitationState,
     pub invited_by: String,
     pub created_at: i64,
     pub expires_at: i64,
@@ -117,6 +120,15 @@ pub async fn insert_user(
     Ok(())
 }
 
+/// Makes an existing user a system administrator.
+pub async fn promote_to_admin(conn: &mut Conn, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("update app_user set system_admin = 1 where user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Sets the password hash only if none is set yet.
 pub async fn set_password_if_unset(
     conn: &mut Conn,
@@ -165,12 +177,12 @@ fn membership(row: AnyRow) -> Result<MembershipRow, sqlx::Error> {
     let decode = |i: usize| -> Result<Value, sqlx::Error> {
         serde_json::from_str(&row.get::<String, _>(i)).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     };
-    let permissions = Permissions::parse(&decode(4)?, None)
-        .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
+    let permissions =
+        Permissions::parse(&decode(4)?, None).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let restrictions: Restrictions =
         serde_json::from_value(decode(5)?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let status = Status::parse(&row.get::<String, _>(2))
-        .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
+    let status =
+        Status::parse(&row.get::<String, _>(2)).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     Ok(MembershipRow {
         org_id: row.get(0),
         user_id: row.get(1),
@@ -298,7 +310,9 @@ fn invitation(row: AnyRow) -> InvitationRow {
         org_id: row.get(1),
         user_id: row.get(2),
         email: row.get(3),
-        state: row.get(4),
+        // The service writes no other state; an unknown one is a dead
+        // link, as revoked is.
+        state: InvitationState::parse(&row.get::<String, _>(4)).unwrap_or(InvitationState::Revoked),
         invited_by: row.get(5),
         created_at: row.get(6),
         expires_at: row.get(7),
@@ -329,13 +343,14 @@ pub async fn insert_invitation(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into invitation (invitation_id, org_id, user_id, email, token_hash, state, invited_by, created_at, expires_at)
-         values ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8)",
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&inv.invitation_id)
     .bind(&inv.org_id)
     .bind(&inv.user_id)
     .bind(&inv.email)
     .bind(token_hash)
+    .bind(inv.state.as_str())
     .bind(&inv.invited_by)
     .bind(inv.created_at)
     .bind(inv.expires_at)
@@ -352,11 +367,13 @@ pub async fn revoke_pending(
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "update invitation set state = 'REVOKED', decided_at = $1 where org_id = $2 and user_id = $3 and state = 'PENDING'",
+        "update invitation set state = $1, decided_at = $2 where org_id = $3 and user_id = $4 and state = $5",
     )
+    .bind(InvitationState::Revoked.as_str())
     .bind(now)
     .bind(org_id)
     .bind(user_id)
+    .bind(InvitationState::Pending.as_str())
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
@@ -370,13 +387,15 @@ pub async fn revoke_sent_by(
     now: i64,
 ) -> Result<Vec<InvitationRow>, sqlx::Error> {
     let sql = format!(
-        "update invitation set state = 'REVOKED', decided_at = $1 where org_id = $2 and invited_by = $3 and state = 'PENDING'
+        "update invitation set state = $1, decided_at = $2 where org_id = $3 and invited_by = $4 and state = $5
          returning {INVITATION_COLUMNS}"
     );
     Ok(sqlx::query(&sql)
+        .bind(InvitationState::Revoked.as_str())
         .bind(now)
         .bind(org_id)
         .bind(inviter)
+        .bind(InvitationState::Pending.as_str())
         .fetch_all(conn)
         .await?
         .into_iter()
@@ -384,23 +403,24 @@ pub async fn revoke_sent_by(
         .collect())
 }
 
-/// Atomically moves a live, unexpired invitation to `state` (ACCEPTED or
-/// DECLINED). At most one caller ever gets `Some` for one token (E10).
+/// Atomically moves a live, unexpired invitation to `state` (accepted or
+/// declined). At most one caller ever gets `Some` for one token (E10).
 pub async fn consume(
     conn: &mut Conn,
     token_hash: &str,
-    state: &str,
+    state: InvitationState,
     now: i64,
 ) -> Result<Option<InvitationRow>, sqlx::Error> {
     let sql = format!(
         "update invitation set state = $1, decided_at = $2
-         where token_hash = $3 and state = 'PENDING' and expires_at > $2
+         where token_hash = $3 and state = $4 and expires_at > $2
          returning {INVITATION_COLUMNS}"
     );
     Ok(sqlx::query(&sql)
-        .bind(state)
+        .bind(state.as_str())
         .bind(now)
         .bind(token_hash)
+        .bind(InvitationState::Pending.as_str())
         .fetch_optional(conn)
         .await?
         .map(invitation))
@@ -413,10 +433,11 @@ pub async fn live_invitation(
     now: i64,
 ) -> Result<Option<InvitationRow>, sqlx::Error> {
     let sql = format!(
-        "select {INVITATION_COLUMNS} from invitation where token_hash = $1 and state = 'PENDING' and expires_at > $2"
+        "select {INVITATION_COLUMNS} from invitation where token_hash = $1 and state = $2 and expires_at > $3"
     );
     Ok(sqlx::query(&sql)
         .bind(token_hash)
+        .bind(InvitationState::Pending.as_str())
         .bind(now)
         .fetch_optional(conn)
         .await?
@@ -499,33 +520,4 @@ pub async fn delete_department(
         .execute(conn)
         .await?;
     Ok((done.rows_affected() > 0).then_some(members))
-}
-
-/// The `tenant` of a stored `Account` entity, if there is one.
-pub async fn account_tenant(
-    conn: &mut Conn,
-    account_id: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let row =
-        sqlx::query("select body from entity where entity_type = 'Account' and entity_id = $1")
-            .bind(account_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.and_then(|r| {
-        let body: Value = serde_json::from_str(&r.get::<String, _>(0)).ok()?;
-        body.pointer("/attrs/tenant")?.as_str().map(str::to_owned)
-    }))
-}
-
-/// Takes the write lock first, so that transactions which read before
-/// writing never deadlock or fail to upgrade (SQLite) and writers queue in
-/// one order (PostgreSQL row lock on the revision row).
-pub async fn begin_write(
-    pool: &sqlx::AnyPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("update store_revision set revision = revision where id = 1")
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
 }

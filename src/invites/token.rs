@@ -9,10 +9,9 @@ use sha2::{Digest, Sha256};
 pub struct InviteToken(String);
 
 impl InviteToken {
-    /// A fresh token: 32 bytes from the OS generator, base64url.
+    /// A fresh token: see [`random_secret`].
     pub fn generate() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        Self(random_secret())
     }
 
     /// The secret, for the e-mail only.
@@ -30,6 +29,14 @@ impl fmt::Debug for InviteToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("InviteToken(***)")
     }
+}
+
+/// 32 bytes (256 bits) from the thread's CSPRNG (seeded from the OS),
+/// base64url without padding: 43 characters. Invitation links and the
+/// acceptance page's CSRF tokens.
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// SHA-256 (hex) of a presented token. Lookups go by this hash through a

@@ -89,6 +89,22 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Whether the e-mail of `invitation_id` could not be delivered: a message
+/// still unsent after [`MAX_ATTEMPTS`] attempts.
+pub async fn delivery_failed(
+    conn: &mut sqlx::AnyConnection,
+    invitation_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "select 1 from outbox where invitation_id = $1 and sent_at is null and attempts >= $2",
+    )
+    .bind(invitation_id)
+    .bind(MAX_ATTEMPTS)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
 /// Delivers the outbox.
 #[derive(Debug)]
 pub struct Mailer {

@@ -1,0 +1,261 @@
+//! Authorization of the service's operations through the Cedar policies:
+//! the actor is the principal and nothing is checked in Rust. A refusal is
+//! audited and returned in the policies' own words.
+
+use serde_json::{Map, Value, json};
+
+use super::InviteError;
+use super::invite::Prepared;
+use super::service::{Actor, InviteService};
+use super::uid::ModelUid;
+use crate::audit::{self, Event};
+use crate::engine::{AuthzRequest, Describer, Shape};
+use crate::policy::PolicySnapshot;
+
+/// One question to the policies about the actor.
+struct Question<'a> {
+    action: &'a str,
+    resource: ModelUid,
+    context: Map<String, Value>,
+    /// Entities the request supplies (ones not stored yet, e.g. an
+    /// organization being created).
+    entities: Vec<Value>,
+    /// The organization, for the audit record of a refusal.
+    org: Option<&'a str>,
+}
+
+impl InviteService {
+    /// Asks the policies whether `actor` may do what `q` asks. The
+    /// command-line operator is trusted (see [`Actor::cli`]).
+    async fn authorize(&self, actor: &Actor, q: Question<'_>, now: i64) -> Result<(), InviteError> {
+        let Some(user_id) = actor.user_id() else {
+            return Ok(());
+        };
+        let mut context = q.context;
+        context.insert("mfa".to_owned(), Value::Bool(actor.mfa));
+        let request = AuthzRequest {
+            principal: ModelUid::user(user_id).json(),
+            action: json!({"type": "Action", "id": q.action}),
+            resource: q.resource.json(),
+            context: Value::Object(context),
+            entities: q.entities,
+            described_by: Describer::Sidecar,
+            shape: Shape::Cedar,
+        };
+        let decided = self
+            .engine
+            .decide(&request, actor.request_id.as_deref().unwrap_or(""))
+            .await;
+        if decided.decision.allow {
+            return Ok(());
+        }
+        let loaded = self.engine.current();
+        let d = &decided.decision;
+        let message = denial(&loaded.snapshot, q.action, &d.errors, &d.reasons);
+        audit::record_alone(
+            &self.pool,
+            now,
+            Event {
+                actor: user_id,
+                org: q.org,
+                target: Some(q.resource.to_string()),
+                action: q.action,
+                outcome: format!("denied: {message}"),
+                request_id: actor.request_id.as_deref(),
+                ..Event::default()
+            },
+        )
+        .await?;
+        Err(InviteError::Forbidden {
+            policies: d.reasons.clone(),
+            message,
+        })
+    }
+
+    /// Authorizes system administration (`Platform::"cedargate"`).
+    pub(crate) async fn authorize_platform(
+        &self,
+        actor: &Actor,
+        action: &str,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let question = Question {
+            action,
+            resource: ModelUid::platform(),
+            context: Map::new(),
+            entities: vec![super::project::platform_entity()],
+            org: None,
+        };
+        self.authorize(actor, question, now).await
+    }
+
+    /// Authorizes creating the organization `entity` (not stored yet, so the
+    /// request supplies it).
+    pub(crate) async fn authorize_new_org(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        entity: Value,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let question = Question {
+            action: "organizations.create",
+            resource: ModelUid::organization(org_id),
+            context: Map::new(),
+            entities: vec![entity],
+            org: Some(org_id),
+        };
+        self.authorize(actor, question, now).await
+    }
+
+    /// Authorizes an action on the organization as a whole.
+    pub(crate) async fn authorize_org(
+        &self,
+        actor: &Actor,
+        action: &str,
+        org_id: &str,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let question = Question {
+            action,
+            resource: ModelUid::organization(org_id),
+            context: Map::new(),
+            entities: Vec::new(),
+            org: Some(org_id),
+        };
+        self.authorize(actor, question, now).await
+    }
+
+    /// Authorizes an action on one membership; `last_active_manager` goes
+    /// into the context of the actions whose policies guard the last
+    /// manager (E15).
+    pub(crate) async fn authorize_member(
+        &self,
+        actor: &Actor,
+        action: &str,
+        org_id: &str,
+        user_id: &str,
+        last_active_manager: Option<bool>,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let mut context = Map::new();
+        if let Some(last) = last_active_manager {
+            context.insert("lastActiveManager".to_owned(), Value::Bool(last));
+        }
+        let question = Question {
+            action,
+            resource: ModelUid::membership(org_id, user_id),
+            context,
+            entities: Vec::new(),
+            org: Some(org_id),
+        };
+        self.authorize(actor, question, now).await
+    }
+
+    /// Authorizes inviting the person of `prepared` into `org` with what
+    /// they would be granted.
+    pub(crate) async fn authorize_invite(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        prepared: &Prepared,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let grant = Grant {
+            action: "users.invite",
+            resource: ModelUid::organization(org_id),
+            prepared,
+            last_active_manager: None,
+            org_id,
+        };
+        self.authorize_grant(actor, grant, now).await
+    }
+
+    /// Authorizes a user-administration action that grants permissions.
+    pub(crate) async fn authorize_grant(
+        &self,
+        actor: &Actor,
+        grant: Grant<'_>,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let p = grant.prepared;
+        let mut context = Map::new();
+        context.insert(
+            "grant".to_owned(),
+            json!({"perms": p.permissions.to_cedar(), "restrictions": p.restrictions.to_cedar(), "agent": p.agent}),
+        );
+        if let Some(last) = grant.last_active_manager {
+            context.insert("lastActiveManager".to_owned(), Value::Bool(last));
+        }
+        let question = Question {
+            action: grant.action,
+            resource: grant.resource,
+            context,
+            entities: Vec::new(),
+            org: Some(grant.org_id),
+        };
+        self.authorize(actor, question, now).await
+    }
+
+    /// Whether the policies let `user_id` invite into `org_id`, asked as in
+    /// a verified session (E26: who cannot, loses the links they sent).
+    pub(crate) async fn can_invite(&self, org_id: &str, user_id: &str) -> bool {
+        let request = AuthzRequest {
+            principal: ModelUid::user(user_id).json(),
+            action: json!({"type": "Action", "id": "users.invite"}),
+            resource: ModelUid::organization(org_id).json(),
+            context: json!({"mfa": true}),
+            entities: Vec::new(),
+            described_by: Describer::Sidecar,
+            shape: Shape::Cedar,
+        };
+        self.engine.decide(&request, "").await.decision.allow
+    }
+}
+
+/// A user-administration action granting what `prepared` describes.
+pub(crate) struct Grant<'a> {
+    /// The action.
+    pub action: &'a str,
+    /// The organization (invitations) or the membership (edits).
+    pub resource: ModelUid,
+    /// What would be granted.
+    pub prepared: &'a Prepared,
+    /// Whether the target is the last active manager (edits only, E15).
+    pub last_active_manager: Option<bool>,
+    /// The organization.
+    pub org_id: &'a str,
+}
+
+/// Why the policies refused, in their words: the `@message` of each
+/// determining policy, prefixed with the `@field` one names.
+fn denial(
+    snapshot: &PolicySnapshot,
+    action: &str,
+    errors: &[String],
+    reasons: &[String],
+) -> String {
+    let message = if !errors.is_empty() {
+        format!("denied: {}", errors.join("; "))
+    } else if reasons.is_empty() {
+        format!(
+            "no policy allows `{action}` for this user here (user administration needs an ACTIVE membership with Organization=Manage)"
+        )
+    } else {
+        reasons
+            .iter()
+            .map(|id| match snapshot.annotation(id, "message") {
+                Some(m) => format!("{m} (policy `{id}`)"),
+                None => format!("denied by policy `{id}`"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let field = reasons
+        .iter()
+        .find_map(|id| snapshot.annotation(id, "field"));
+    match field {
+        Some(field) => format!("`{field}`: {message}"),
+        None => message,
+    }
+}

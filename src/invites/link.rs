@@ -1,0 +1,337 @@
+//! The invitee's side of a link: what the acceptance page shows, accepting
+//! (with a new password for a new account) and declining. The link, not an
+//! actor header, says who the invitee is.
+
+use serde::Serialize;
+
+use super::members::member_json;
+use super::model::{InvitationState, Status};
+use super::service::InviteService;
+use super::store::{self, InvitationRow};
+use super::token::hash_token;
+use super::uid::ModelUid;
+use super::{InviteError, project};
+use crate::audit::Event;
+
+/// Password length bounds at acceptance (stated on the acceptance page).
+pub const PASSWORD_MIN_CHARS: usize = 10;
+/// Longest accepted password.
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+/// What the acceptance page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvitationView {
+    /// The organization's name.
+    pub org_name: String,
+    /// Who invited, "First Last".
+    pub inviter: String,
+    /// The invited address.
+    pub email: String,
+    /// The person has no password yet and must choose one.
+    pub needs_password: bool,
+    /// Expiry (unix seconds).
+    pub expires_at: i64,
+}
+
+/// An accepted invitation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// The organization joined.
+    pub org_id: String,
+    /// Its name.
+    pub org_name: String,
+    /// The user.
+    pub user_id: String,
+    /// The membership's status now.
+    pub status: Status,
+}
+
+/// The password an invitee chose when accepting. It counts only when they
+/// have no password yet; otherwise it is ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewPassword<'a> {
+    /// The password.
+    pub password: Option<&'a str>,
+    /// The acceptance page's second entry, which must match; `None` when
+    /// the caller asks for one entry only (the API).
+    pub confirmation: Option<Option<&'a str>>,
+}
+
+impl NewPassword<'_> {
+    /// What is wrong with the choice, whoever makes it.
+    fn problem(&self) -> Option<PasswordProblem> {
+        if self
+            .confirmation
+            .is_some_and(|confirmation| confirmation != self.password)
+        {
+            return Some(PasswordProblem::Differs);
+        }
+        let chars = self.password.unwrap_or_default().chars().count();
+        (!(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars))
+            .then_some(PasswordProblem::Length)
+    }
+}
+
+/// Why a chosen password was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordProblem {
+    /// The two entries differ.
+    Differs,
+    /// Too short or too long.
+    Length,
+}
+
+impl PasswordProblem {
+    /// The field at fault.
+    pub fn field(self) -> &'static str {
+        match self {
+            PasswordProblem::Differs => "password_confirm",
+            PasswordProblem::Length => "password",
+        }
+    }
+
+    /// What is wrong, for people.
+    pub fn describe(self) -> String {
+        match self {
+            PasswordProblem::Differs => "the two passwords differ".to_owned(),
+            PasswordProblem::Length => {
+                format!("use {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters")
+            }
+        }
+    }
+
+    /// As an input error.
+    pub fn error(self) -> InviteError {
+        InviteError::invalid(self.field(), self.describe())
+    }
+}
+
+/// What became of an acceptance.
+#[derive(Debug)]
+pub enum Acceptance {
+    /// The invitee joined.
+    Accepted(Accepted),
+    /// The link is live but the invitee must choose a (valid) password:
+    /// nothing changed, and the link still works. `view` is what the page
+    /// shows again.
+    PasswordRefused {
+        /// The invitation as the page shows it.
+        view: InvitationView,
+        /// What is wrong with the password.
+        problem: PasswordProblem,
+    },
+}
+
+impl Acceptance {
+    /// The accepted invitation, or the password refusal as an error.
+    pub fn into_result(self) -> Result<Accepted, InviteError> {
+        match self {
+            Acceptance::Accepted(accepted) => Ok(accepted),
+            Acceptance::PasswordRefused { problem, .. } => Err(problem.error()),
+        }
+    }
+}
+
+impl InviteService {
+    /// What the acceptance page shows for a live link.
+    pub async fn view_invitation(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<InvitationView, InviteError> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(inv) = store::live_invitation(&mut conn, &hash_token(token), now).await? else {
+            tracing::debug!(
+                "invitation link unavailable (unknown, used, expired, revoked or declined)"
+            );
+            return Err(InviteError::LinkUnavailable);
+        };
+        let user = store::user_by_id(&mut conn, &inv.user_id).await?;
+        let needs_password = user.is_none_or(|u| !u.has_password);
+        invitation_view(&mut conn, inv, needs_password).await
+    }
+
+    /// Accepts an invitation in one transaction, reading the invitation
+    /// once: consumes the link atomically (two concurrent accepts: exactly
+    /// one succeeds, E10), sets the password of a new account (argon2id),
+    /// activates the membership. When the invitee needs a password and the
+    /// choice is refused, the transaction is rolled back, so the link
+    /// still works.
+    pub async fn accept(
+        &self,
+        token: &str,
+        choice: NewPassword<'_>,
+        request_id: Option<&str>,
+        now: i64,
+    ) -> Result<Acceptance, InviteError> {
+        // Hashed before the write: argon2 is deliberately slow, and the
+        // write holds the store's write lock. Whether the hash is needed is
+        // known only inside; a failure to hash counts only if it is.
+        let hashed = match (choice.problem(), choice.password) {
+            (None, Some(password)) => Ok(hash_off_thread(password).await),
+            // A missing password is too short (`problem` says so already).
+            (problem, _) => Err(problem.unwrap_or(PasswordProblem::Length)),
+        };
+        let mut change = self.begin().await?;
+        let consumed = store::consume(
+            &mut change,
+            &hash_token(token),
+            InvitationState::Accepted,
+            now,
+        )
+        .await?;
+        let Some(inv) = consumed else {
+            return Err(InviteError::LinkUnavailable);
+        };
+        let user = store::user_by_id(&mut change, &inv.user_id).await?;
+        if user.is_none_or(|u| !u.has_password) {
+            match hashed {
+                Ok(hash) => {
+                    store::set_password_if_unset(&mut change, &inv.user_id, &hash?).await?;
+                }
+                Err(problem) => {
+                    // Dropping `change` rolls the consumption back.
+                    let view = invitation_view(&mut change, inv, true).await?;
+                    return Ok(Acceptance::PasswordRefused { view, problem });
+                }
+            }
+        }
+        let (org, before) = self
+            .load_member(&mut change, &inv.org_id, &inv.user_id)
+            .await?;
+        let mut after = before.clone();
+        if before.status == Status::Pending {
+            after.status = Status::Active;
+            store::save_membership(&mut change, &after, now).await?;
+        }
+        change
+            .audit(
+                now,
+                Event {
+                    before: Some(member_json(&before)),
+                    after: Some(member_json(&after)),
+                    ..invitee_event(&inv, "invitation.accepted", request_id)
+                },
+            )
+            .await?;
+        project::user(&mut change, self.schema().schema(), &inv.user_id).await?;
+        self.commit(change).await?;
+        Ok(Acceptance::Accepted(Accepted {
+            org_id: org.org_id,
+            org_name: org.name,
+            user_id: inv.user_id,
+            status: after.status,
+        }))
+    }
+
+    /// Declines an invitation: the link dies, the member stays PENDING until
+    /// an administrator removes or re-invites them.
+    pub async fn decline(
+        &self,
+        token: &str,
+        request_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        // The membership is unchanged and nothing is mailed: only the
+        // invitation's row and the audit trail are written.
+        let mut rows = self.begin_rows_only().await?;
+        let consumed = store::consume(
+            &mut rows,
+            &hash_token(token),
+            InvitationState::Declined,
+            now,
+        )
+        .await?;
+        let Some(inv) = consumed else {
+            return Err(InviteError::LinkUnavailable);
+        };
+        rows.audit(now, invitee_event(&inv, "invitation.declined", request_id))
+            .await?;
+        rows.commit().await
+    }
+}
+
+/// The page's view of the invitation `inv`.
+async fn invitation_view(
+    conn: &mut sqlx::AnyConnection,
+    inv: InvitationRow,
+    needs_password: bool,
+) -> Result<InvitationView, InviteError> {
+    let org = store::org_by_id(conn, &inv.org_id).await?;
+    let inviter = store::user_by_id(conn, &inv.invited_by).await?;
+    Ok(InvitationView {
+        org_name: org.map(|o| o.name).unwrap_or(inv.org_id),
+        inviter: inviter
+            .map(|u| format!("{} {}", u.first_name, u.last_name))
+            .unwrap_or_else(|| "The registry administrator".to_owned()),
+        email: inv.email,
+        needs_password,
+        expires_at: inv.expires_at,
+    })
+}
+
+/// The invitee answering their invitation: the link, not an actor header,
+/// says who they are.
+fn invitee_event<'a>(
+    inv: &'a InvitationRow,
+    action: &'a str,
+    request_id: Option<&'a str>,
+) -> Event<'a> {
+    Event {
+        actor: &inv.user_id,
+        org: Some(&inv.org_id),
+        target: Some(ModelUid::membership(&inv.org_id, &inv.user_id).to_string()),
+        action,
+        outcome: "ok".to_owned(),
+        request_id,
+        ..Event::default()
+    }
+}
+
+/// Hashes on the blocking pool: hashing is deliberately slow, so it stays
+/// off the async workers.
+async fn hash_off_thread(password: &str) -> Result<String, InviteError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|source| InviteError::HashingTask { source })?
+}
+
+fn hash_password(password: &str) -> Result<String, InviteError> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|source| InviteError::PasswordHash { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_stored_as_argon2id_hashes() {
+        let hash = hash_password("correct horse battery").unwrap_or_default();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"));
+    }
+
+    #[test]
+    fn a_confirmation_must_match_before_the_length_counts() {
+        let choice = |password, confirmation| NewPassword {
+            password,
+            confirmation,
+        };
+        assert_eq!(
+            choice(Some("short"), Some(Some("other"))).problem(),
+            Some(PasswordProblem::Differs)
+        );
+        assert_eq!(
+            choice(Some("short"), Some(Some("short"))).problem(),
+            Some(PasswordProblem::Length)
+        );
+        assert_eq!(choice(None, None).problem(), Some(PasswordProblem::Length));
+        assert_eq!(choice(Some("long enough!"), None).problem(), None);
+    }
+}
