@@ -53,7 +53,10 @@ pub fn unix_now_ms() -> u128 {
 
 // The one place that reads the wall clock (clippy.toml forbids it
 // elsewhere): everything else asks a `Clock` or the functions above.
-#[allow(clippy::disallowed_methods, reason = "the wall clock is read here only")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the wall clock is read here only"
+)]
 fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

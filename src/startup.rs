@@ -196,7 +196,7 @@ impl Application {
             &config.invites,
             &bound.to_string(),
         )? {
-            Some((service, mailer)) => (Some(service), Some(mailer)),
+            Some((service, mailer)) => (Some(Arc::new(service)), Some(mailer)),
             None => {
                 tracing::info!(
                     "the schema is not the cedargate organization model: invitation service off"

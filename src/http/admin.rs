@@ -9,16 +9,23 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, patch, post, put};
+
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Csv, Path, Query, RequestId};
 use super::written::Written;
 use crate::audit;
+use crate::clock::Clock;
+use crate::entities::EntityStore;
 use crate::invites::bulk::{BulkOptions, BulkReport};
 use crate::invites::service::{
     Accepted, EditInput, InviteInput, InviteOutcome, MemberView, NewPassword,
 };
-use crate::invites::{Actor, InviteError, InviteService, Status};
+use crate::invites::{Actor, InviteService, Status};
 
 /// The header naming the acting user.
 pub const ACTOR_HEADER: &str = "x-cedargate-actor";
@@ -67,19 +74,53 @@ impl<S: Send + Sync> FromRequestParts<S> for ActorHeader {
     }
 }
 
-fn service(state: &AppState) -> Result<&InviteService, ApiError> {
-    state
-        .invites
-        .as_ref()
-        .ok_or_else(|| InviteError::Unavailable.into())
+/// What the invitation routes reach. The service is there by
+/// construction: its routes are merged only when it is on.
+#[derive(Debug, Clone)]
+pub struct InviteApp {
+    /// The invitation service.
+    pub service: Arc<InviteService>,
+    /// The entity store (for the consistency token of a write).
+    pub store: Arc<EntityStore>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
 }
 
-async fn actor(state: &AppState, header: ActorHeader) -> Result<(&InviteService, Actor), ApiError> {
-    let service = service(state)?;
-    let actor = service
+/// The invitation service's API (under the bearer token).
+pub fn router(app: InviteApp) -> Router<AppState> {
+    Router::new()
+        .route("/v1/admins", post(create_admin))
+        .route("/v1/orgs", post(create_org))
+        .route("/v1/orgs/{org}/members", get(list_members))
+        .route("/v1/orgs/{org}/invitations", post(invite))
+        .route("/v1/orgs/{org}/invitations/bulk", post(bulk_invite))
+        .route(
+            "/v1/orgs/{org}/members/{user}",
+            patch(edit_member).delete(remove_member),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{user}/invitation",
+            post(resend).delete(revoke),
+        )
+        .route("/v1/orgs/{org}/members/{user}/status", put(set_status))
+        .route(
+            "/v1/orgs/{org}/members/{user}/agent-approval",
+            put(decide_agent),
+        )
+        .route("/v1/orgs/{org}/audit", get(audit_trail))
+        .route(
+            "/v1/orgs/{org}/departments/{department}",
+            put(save_department).delete(delete_department),
+        )
+        .route("/v1/invitations/accept", post(accept))
+        .route("/v1/invitations/decline", post(decline))
+        .with_state(app)
+}
+
+async fn actor(service: &InviteService, header: ActorHeader) -> Result<Actor, ApiError> {
+    Ok(service
         .resolve_actor(&header.name, header.mfa, header.request_id)
-        .await?;
-    Ok((service, actor))
+        .await?)
 }
 
 /// A new system administrator.
@@ -114,23 +155,23 @@ pub struct NewAdminId {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn create_admin(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     ApiJson(body): ApiJson<NewAdmin>,
 ) -> Result<(StatusCode, Json<Written<NewAdminId>>), ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     let user_id = service
         .create_admin(
             &actor,
             &body.email,
             &body.first_name,
             &body.last_name,
-            state.clock.now(),
+            app.clock.now(),
         )
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(Written::new(&state, NewAdminId { user_id })),
+        Json(Written::new(&app.store, NewAdminId { user_id })),
     ))
 }
 
@@ -163,11 +204,11 @@ pub struct NewOrganization {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn create_org(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     ApiJson(body): ApiJson<NewOrganization>,
 ) -> Result<(StatusCode, Json<Written<InviteOutcome>>), ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     let outcome = service
         .create_org(
             &actor,
@@ -175,10 +216,10 @@ pub async fn create_org(
             &body.name,
             body.require_mfa,
             body.owner,
-            state.clock.now(),
+            app.clock.now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(Written::new(&state, outcome))))
+    Ok((StatusCode::CREATED, Json(Written::new(&app.store, outcome))))
 }
 
 /// The organization's members with status, role, permissions,
@@ -196,15 +237,13 @@ pub async fn create_org(
         (status = 503, description = "not answered within the time limit", body = ErrorBody),
     ))]
 pub async fn list_members(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<MemberView>>, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(
-        service
-            .list_members(&actor, &org, state.clock.now())
-            .await?,
+        service.list_members(&actor, &org, app.clock.now()).await?,
     ))
 }
 
@@ -226,16 +265,14 @@ pub async fn list_members(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn invite(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path(org): Path<String>,
     ApiJson(body): ApiJson<InviteInput>,
 ) -> Result<(StatusCode, Json<Written<InviteOutcome>>), ApiError> {
-    let (service, actor) = actor(&state, who).await?;
-    let outcome = service
-        .invite(&actor, &org, &body, state.clock.now())
-        .await?;
-    Ok((StatusCode::CREATED, Json(Written::new(&state, outcome))))
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
+    let outcome = service.invite(&actor, &org, &body, app.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(Written::new(&app.store, outcome))))
 }
 
 /// Invites everyone in a CSV file (`Content-Type: text/csv`); see the README
@@ -256,17 +293,17 @@ pub async fn invite(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn bulk_invite(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path(org): Path<String>,
     Query(options): Query<BulkOptions>,
     Csv(body): Csv,
 ) -> Result<Json<Written<BulkReport>>, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(Written::new(
-        &state,
+        &app.store,
         service
-            .bulk_invite(&actor, &org, &body, options, state.clock.now())
+            .bulk_invite(&actor, &org, &body, options, app.clock.now())
             .await?,
     )))
 }
@@ -287,16 +324,14 @@ pub async fn bulk_invite(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn resend(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<Json<Written<InviteOutcome>>, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(Written::new(
-        &state,
-        service
-            .resend(&actor, &org, &user, state.clock.now())
-            .await?,
+        &app.store,
+        service.resend(&actor, &org, &user, app.clock.now()).await?,
     )))
 }
 
@@ -314,14 +349,12 @@ pub async fn resend(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
-    service
-        .revoke(&actor, &org, &user, state.clock.now())
-        .await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
+    service.revoke(&actor, &org, &user, app.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -342,16 +375,16 @@ pub async fn revoke(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn edit_member(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<EditInput>,
 ) -> Result<Json<Written<MemberView>>, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(Written::new(
-        &state,
+        &app.store,
         service
-            .edit_member(&actor, &org, &user, &body, state.clock.now())
+            .edit_member(&actor, &org, &user, &body, app.clock.now())
             .await?,
     )))
 }
@@ -380,17 +413,17 @@ pub struct StatusChange {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn set_status(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<Written<MemberView>>, ApiError> {
     let status = Status::parse(&body.status)?;
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(Written::new(
-        &state,
+        &app.store,
         service
-            .set_status(&actor, &org, &user, status, state.clock.now())
+            .set_status(&actor, &org, &user, status, app.clock.now())
             .await?,
     )))
 }
@@ -410,13 +443,13 @@ pub async fn set_status(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn remove_member(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     service
-        .remove_member(&actor, &org, &user, state.clock.now())
+        .remove_member(&actor, &org, &user, app.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -448,12 +481,12 @@ pub struct AgentDecision {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn decide_agent(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<AgentDecision>,
 ) -> Result<Json<Written<MemberView>>, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     let view = service
         .decide_agent(
             &actor,
@@ -461,10 +494,10 @@ pub async fn decide_agent(
             &user,
             body.approved,
             body.designation.as_deref(),
-            state.clock.now(),
+            app.clock.now(),
         )
         .await?;
-    Ok(Json(Written::new(&state, view)))
+    Ok(Json(Written::new(&app.store, view)))
 }
 
 /// The organization's audit trail, oldest first.
@@ -480,15 +513,15 @@ pub async fn decide_agent(
         (status = 503, description = "not answered within the time limit", body = ErrorBody),
     ))]
 pub async fn audit_trail(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path(org): Path<String>,
     Query(filter): Query<audit::Filter>,
 ) -> Result<Json<Vec<audit::Record>>, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(
         service
-            .audit_trail(&actor, &org, &filter, state.clock.now())
+            .audit_trail(&actor, &org, &filter, app.clock.now())
             .await?,
     ))
 }
@@ -516,14 +549,14 @@ pub struct DepartmentBody {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn save_department(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, department)): Path<(String, String)>,
     ApiJson(body): ApiJson<DepartmentBody>,
 ) -> Result<StatusCode, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     service
-        .save_department(&actor, &org, &department, &body.name, state.clock.now())
+        .save_department(&actor, &org, &department, &body.name, app.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -542,13 +575,13 @@ pub async fn save_department(
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn delete_department(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     who: ActorHeader,
     Path((org, department)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (service, actor) = actor(&state, who).await?;
+    let (service, actor) = (&app.service, actor(&app.service, who).await?);
     service
-        .delete_department(&actor, &org, &department, state.clock.now())
+        .delete_department(&actor, &org, &department, app.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -577,12 +610,12 @@ pub struct AcceptBody {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn accept(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Json<Written<Accepted>>, ApiError> {
-    let service = service(&state)?;
+    let service = &app.service;
     Ok(Json(Written::new(
-        &state,
+        &app.store,
         service
             .accept(
                 &body.token,
@@ -593,7 +626,7 @@ pub async fn accept(
                     confirmation: None,
                 },
                 None,
-                state.clock.now(),
+                app.clock.now(),
             )
             .await?
             .into_result()?,
@@ -620,12 +653,10 @@ pub struct DeclineBody {
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
     ))]
 pub async fn decline(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     ApiJson(body): ApiJson<DeclineBody>,
 ) -> Result<StatusCode, ApiError> {
-    let service = service(&state)?;
-    service
-        .decline(&body.token, None, state.clock.now())
-        .await?;
+    let service = &app.service;
+    service.decline(&body.token, None, app.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -460,3 +460,14 @@ pub async fn configuration(State(state): State<AppState>) -> Json<PdpMetadata> {
         policy_decision_point: base.to_owned(),
     })
 }
+
+/// The AuthZEN evaluation and search APIs (under the bearer token).
+pub fn router() -> axum::Router<AppState> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/access/v1/evaluation", post(evaluation))
+        .route("/access/v1/evaluations", post(evaluations))
+        .route("/access/v1/search/subject", post(super::search::subject))
+        .route("/access/v1/search/resource", post(super::search::resource))
+        .route("/access/v1/search/action", post(super::search::action))
+}

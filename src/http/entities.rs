@@ -74,3 +74,11 @@ pub async fn delete_entity(
         Err(ApiError::not_found(format!("no entity `{uid}`")))
     }
 }
+
+/// The entity store API.
+pub fn router() -> axum::Router<AppState> {
+    use axum::routing::{delete, put};
+    axum::Router::new()
+        .route("/v1/entities", put(put_entities))
+        .route("/v1/entities/{type}/{id}", delete(delete_entity))
+}

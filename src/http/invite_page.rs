@@ -17,7 +17,11 @@ use minijinja::{Environment, context};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use axum::Router;
+use axum::routing::{get, post};
+
 use super::AppState;
+use super::admin::InviteApp;
 use super::error::ApiError;
 use super::extract::RequestId;
 use crate::invites::service::{
@@ -123,9 +127,18 @@ fn form_page(
     render(status, "invite.html", ctx, Some(&csrf))
 }
 
+/// The public acceptance page (no token).
+pub fn router(app: InviteApp) -> Router<AppState> {
+    Router::new()
+        .route("/invite/{token}", get(show))
+        .route("/invite/accept", post(accept))
+        .route("/invite/decline", post(decline))
+        .with_state(app)
+}
+
 /// `GET /invite/{token}`: the acceptance page.
 pub async fn show(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     token: Result<Path<String>, PathRejection>,
 ) -> Response {
     // A secret that is not even UTF-8 is one more unknown link, and gets
@@ -133,10 +146,7 @@ pub async fn show(
     let Ok(Path(token)) = token else {
         return failure(InviteError::LinkUnavailable);
     };
-    let Some(service) = &state.invites else {
-        return failure(InviteError::Unavailable);
-    };
-    match service.view_invitation(&token, state.clock.now()).await {
+    match app.service.view_invitation(&token, app.clock.now()).await {
         Ok(view) => form_page(&token, &view, None, StatusCode::OK),
         Err(e) => failure(e),
     }
@@ -188,7 +198,7 @@ fn forged() -> Response {
 /// A posted form that parsed and whose CSRF field matches the cookie, with
 /// the invitation service; otherwise the page to answer with.
 fn verified<'s, F>(
-    state: &'s AppState,
+    app: &'s InviteApp,
     headers: &HeaderMap,
     form: Result<Form<F>, FormRejection>,
     csrf: impl Fn(&F) -> &str,
@@ -203,11 +213,7 @@ fn verified<'s, F>(
     if !csrf_ok(headers, csrf(&form)) {
         return Err(Box::new(forged()));
     }
-    let service = state
-        .invites
-        .as_ref()
-        .ok_or_else(|| Box::new(failure(InviteError::Unavailable)))?;
-    Ok((form, service))
+    Ok((form, &app.service))
 }
 
 /// The request id for the audit trail (`None` when there is none).
@@ -217,12 +223,12 @@ fn audited(request_id: &RequestId) -> Option<&str> {
 
 /// `POST /invite/accept`.
 pub async fn accept(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     request_id: RequestId,
     headers: HeaderMap,
     form: Result<Form<AcceptForm>, FormRejection>,
 ) -> Response {
-    let (form, service) = match verified(&state, &headers, form, |f: &AcceptForm| &f.csrf) {
+    let (form, service) = match verified(&app, &headers, form, |f: &AcceptForm| &f.csrf) {
         Ok(checked) => checked,
         Err(page) => return *page,
     };
@@ -231,7 +237,7 @@ pub async fn accept(
         confirmation: Some(form.password_confirm.as_deref()),
     };
     let accepted = service
-        .accept(&form.token, choice, audited(&request_id), state.clock.now())
+        .accept(&form.token, choice, audited(&request_id), app.clock.now())
         .await;
     match accepted {
         Ok(Acceptance::Accepted(accepted)) => message(
@@ -257,17 +263,17 @@ pub async fn accept(
 
 /// `POST /invite/decline`.
 pub async fn decline(
-    State(state): State<AppState>,
+    State(app): State<InviteApp>,
     request_id: RequestId,
     headers: HeaderMap,
     form: Result<Form<DeclineForm>, FormRejection>,
 ) -> Response {
-    let (form, service) = match verified(&state, &headers, form, |f: &DeclineForm| &f.csrf) {
+    let (form, service) = match verified(&app, &headers, form, |f: &DeclineForm| &f.csrf) {
         Ok(checked) => checked,
         Err(page) => return *page,
     };
     match service
-        .decline(&form.token, audited(&request_id), state.clock.now())
+        .decline(&form.token, audited(&request_id), app.clock.now())
         .await
     {
         Ok(()) => message(

@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -61,7 +61,7 @@ pub struct Services {
     /// Caller authentication.
     pub auth: Arc<Auth>,
     /// The invitation service (absent when the schema is another model).
-    pub invites: Option<InviteService>,
+    pub invites: Option<Arc<InviteService>>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// This sidecar's base URL as callers reach it (`--public-url`, else
@@ -123,65 +123,35 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }
 
-/// The whole API with its layers.
+/// The whole API with its layers: each area's router, the invitation
+/// service's only when it is on.
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let protected = Router::new()
-        .route("/v1/is_authorized", post(native::is_authorized))
-        .route("/v1/is_authorized/batch", post(native::is_authorized_batch))
-        .route("/v1/plan", post(native::plan))
-        .route("/access/v1/evaluation", post(authzen::evaluation))
-        .route("/access/v1/evaluations", post(authzen::evaluations))
-        .route("/access/v1/search/subject", post(search::subject))
-        .route("/access/v1/search/resource", post(search::resource))
-        .route("/access/v1/search/action", post(search::action))
-        .route("/v1/entities", put(entities::put_entities))
-        .route("/v1/entities/{type}/{id}", delete(entities::delete_entity))
-        .route("/v1/policies", get(policies::get_policies))
-        .route("/v1/policies/reload", post(policies::reload))
+    let mut protected = native::router()
+        .merge(authzen::router())
+        .merge(entities::router())
+        .merge(policies::router())
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi_json))
-        .route("/v1/admins", post(admin::create_admin))
-        .route("/v1/orgs", post(admin::create_org))
-        .route("/v1/orgs/{org}/members", get(admin::list_members))
-        .route("/v1/orgs/{org}/invitations", post(admin::invite))
-        .route("/v1/orgs/{org}/invitations/bulk", post(admin::bulk_invite))
-        .route(
-            "/v1/orgs/{org}/members/{user}",
-            axum::routing::patch(admin::edit_member).delete(admin::remove_member),
-        )
-        .route(
-            "/v1/orgs/{org}/members/{user}/invitation",
-            post(admin::resend).delete(admin::revoke),
-        )
-        .route(
-            "/v1/orgs/{org}/members/{user}/status",
-            put(admin::set_status),
-        )
-        .route(
-            "/v1/orgs/{org}/members/{user}/agent-approval",
-            put(admin::decide_agent),
-        )
-        .route("/v1/orgs/{org}/audit", get(admin::audit_trail))
-        .route(
-            "/v1/orgs/{org}/departments/{department}",
-            put(admin::save_department).delete(admin::delete_department),
-        )
-        .route("/v1/invitations/accept", post(admin::accept))
-        .route("/v1/invitations/decline", post(admin::decline))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            extract::require_token,
-        ));
-    let public = Router::new()
+        .route("/openapi.json", get(openapi_json));
+    let mut public = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route(
             "/.well-known/authzen-configuration",
             get(authzen::configuration),
-        )
-        .route("/invite/{token}", get(invite_page::show))
-        .route("/invite/accept", post(invite_page::accept))
-        .route("/invite/decline", post(invite_page::decline));
+        );
+    if let Some(service) = &state.invites {
+        let app = admin::InviteApp {
+            service: Arc::clone(service),
+            store: Arc::clone(state.engine.store()),
+            clock: Arc::clone(&state.clock),
+        };
+        protected = protected.merge(admin::router(app.clone()));
+        public = public.merge(invite_page::router(app));
+    }
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        extract::require_token,
+    ));
 
     public
         .merge(protected)

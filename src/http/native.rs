@@ -224,3 +224,12 @@ pub async fn plan(
         store_revision: planned.store_revision,
     }))
 }
+
+/// The native decision API.
+pub fn router() -> axum::Router<AppState> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/v1/is_authorized", post(is_authorized))
+        .route("/v1/is_authorized/batch", post(is_authorized_batch))
+        .route("/v1/plan", post(plan))
+}

@@ -107,3 +107,11 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Reloaded>, Api
         )),
     }
 }
+
+/// The policy API.
+pub fn router() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/policies", get(get_policies))
+        .route("/v1/policies/reload", post(reload))
+}

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use crate::entities::EntityStore;
 
 /// A write's answer with its consistency token.
 #[derive(Debug, Serialize, ToSchema)]
@@ -20,10 +20,10 @@ pub struct Written<T> {
 
 impl<T> Written<T> {
     /// `body`, with the token of every write this sidecar has made so far.
-    pub fn new(state: &AppState, body: T) -> Self {
+    pub fn new(store: &EntityStore, body: T) -> Self {
         Self {
             body,
-            revision: state.engine.store().token(),
+            revision: store.token(),
         }
     }
 }

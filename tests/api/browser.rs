@@ -17,8 +17,8 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::Backend;
-use crate::invite_helpers::{InviteApp, PASSWORD};
+use crate::helpers::{Backend, TestApp};
+use crate::invite_helpers::PASSWORD;
 use crate::onboarding::{
     ORG_ID, ORG_NAME, OWNER_EMAIL, create_org_inviting_the_owner, invite_link, token_of,
 };
@@ -183,9 +183,9 @@ where
 
 /// The link in the next e-mail to `to` (an `.eml` file in the server's
 /// mail directory).
-async fn link_mailed_to(app: &InviteApp, to: &str) -> String {
+async fn link_mailed_to(app: &TestApp, to: &str) -> String {
     let mail = app.next_mail_to(to).await;
-    invite_link(&app.app.address, &mail.body)
+    invite_link(&app.address, &mail.body)
 }
 
 /// Waits for the element `id` (a new page after a click) and returns its text.
@@ -239,7 +239,7 @@ on_both_backends!(
 async fn the_owner_opens_the_emailed_link_sets_a_password_and_becomes_an_active_manager() {
     in_browser(|browser| async move {
         // Arrange
-        let app = InviteApp::spawn().await;
+        let app = TestApp::spawn_with_admin().await;
         let owner_id = create_org_inviting_the_owner(&app).await;
         let link = link_mailed_to(&app, OWNER_EMAIL).await;
         assert!(!app.allowed(&owner_id, "organization.manage", ORG_ID).await);
@@ -280,7 +280,7 @@ on_both_backends!(
 async fn an_invitee_who_declines_stays_pending_and_the_link_then_shows_the_unavailable_page() {
     in_browser(|browser| async move {
         // Arrange
-        let app = InviteApp::spawn().await;
+        let app = TestApp::spawn_with_admin().await;
         create_org_inviting_the_owner(&app).await;
         let owner_link = link_mailed_to(&app, OWNER_EMAIL).await;
         let accepted = app.accept(token_of(&owner_link)).await;
@@ -306,13 +306,7 @@ async fn an_invitee_who_declines_stays_pending_and_the_link_then_shows_the_unava
         browser.goto(&link).await.expect("the link opens again");
         let heading_again = text_of(&browser, "heading").await;
         let form_again = browser.find(Locator::Id("accept")).await;
-        let status_again = app
-            .app
-            .client
-            .get(&link)
-            .send()
-            .await
-            .expect("GET the link");
+        let status_again = app.client.get(&link).send().await.expect("GET the link");
 
         // Assert
         assert!(
@@ -344,7 +338,7 @@ on_both_backends!(
 async fn mismatched_passwords_show_the_form_again_with_an_error_and_accept_nothing() {
     in_browser(|browser| async move {
         // Arrange
-        let app = InviteApp::spawn().await;
+        let app = TestApp::spawn_with_admin().await;
         let owner_id = create_org_inviting_the_owner(&app).await;
         let link = link_mailed_to(&app, OWNER_EMAIL).await;
         browser.goto(&link).await.expect("the link opens");
@@ -406,10 +400,10 @@ fn hidden_field(page: &str, name: &str) -> String {
 on_both_backends!(an_accept_form_posted_without_the_csrf_cookie_is_refused_and_accepts_nothing);
 async fn an_accept_form_posted_without_the_csrf_cookie_is_refused_and_accepts_nothing() {
     // Arrange
-    let app = InviteApp::spawn().await;
+    let app = TestApp::spawn_with_admin().await;
     let owner_id = create_org_inviting_the_owner(&app).await;
     let link = link_mailed_to(&app, OWNER_EMAIL).await;
-    let client = &app.app.client; // no cookie store: the page's cookie is not kept
+    let client = &app.client; // no cookie store: the page's cookie is not kept
     let page = client.get(&link).send().await.expect("GET the link");
     assert_eq!(page.status(), StatusCode::OK);
     assert!(
@@ -426,7 +420,7 @@ async fn an_accept_form_posted_without_the_csrf_cookie_is_refused_and_accepts_no
         ("password", PASSWORD.to_owned()),
         ("password_confirm", PASSWORD.to_owned()),
     ];
-    let accept_url = app.app.url("/invite/accept");
+    let accept_url = app.url("/invite/accept");
 
     // Act
     let without_cookie = client.post(&accept_url).form(&form).send().await;

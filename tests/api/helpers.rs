@@ -5,8 +5,9 @@
 //! [`Backend`] says: every test that starts a server runs on both
 //! (`on_both_backends!`).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cedargate::clock::{Clock, ManualClock};
@@ -185,7 +186,8 @@ impl Api {
 }
 
 /// A server running in this test's runtime; its [`Api`] is reached
-/// through `Deref`.
+/// through `Deref`. The invitation-service verbs (acting users, e-mail, a
+/// system administrator) are methods too, in `invite_helpers.rs`.
 #[derive(Debug)]
 pub struct TestApp {
     api: Api,
@@ -198,6 +200,11 @@ pub struct TestApp {
     policy_copy: bool,
     /// The server's clock, when spawned with [`TestApp::spawn_with_manual_clock`].
     clock: Option<Arc<ManualClock>>,
+    /// The system administrator's user id, when spawned with
+    /// [`TestApp::spawn_with_admin`].
+    admin_id: Option<String>,
+    /// Mail files already handed out by [`TestApp::next_mail_to`].
+    mail_seen: Mutex<HashSet<String>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -283,6 +290,8 @@ impl TestApp {
             dir: Some(dir),
             policy_copy,
             clock,
+            admin_id: None,
+            mail_seen: Mutex::default(),
             shutdown: Some(shutdown),
             server: Some(server),
         };
@@ -309,17 +318,21 @@ impl TestApp {
     }
 
     /// Stops this server (draining in-flight requests) and starts another
-    /// one with the same configuration, on the same database file.
+    /// one with the same configuration, on the same database file (the
+    /// system administrator and the mail already handed out carry over).
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let dir = self.dir.take().expect("the temporary directory");
-        Self::start(
+        let mut restarted = Self::start(
             dir,
             self.policy_copy,
             self.config.clone(),
             self.clock.clone(),
         )
-        .await
+        .await;
+        restarted.admin_id = self.admin_id.take();
+        restarted.mail_seen = std::mem::take(&mut self.mail_seen);
+        restarted
     }
 
     /// Stops the server and waits until it has.
@@ -361,6 +374,30 @@ impl TestApp {
     /// The server's current time (unix seconds) on its manual clock.
     pub fn now(&self) -> i64 {
         self.clock().now()
+    }
+
+    /// Moves the server's manual clock forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.clock().advance(secs);
+    }
+
+    /// Records `admin_id` as this server's system administrator
+    /// ([`TestApp::spawn_with_admin`] bootstraps one).
+    pub fn with_admin_id(mut self, admin_id: String) -> Self {
+        self.admin_id = Some(admin_id);
+        self
+    }
+
+    /// The system administrator's user id ([`TestApp::spawn_with_admin`]).
+    pub fn admin_id(&self) -> &str {
+        self.admin_id
+            .as_deref()
+            .expect("spawn with `spawn_with_admin` to have a system administrator")
+    }
+
+    /// The mail files already handed out by [`TestApp::next_mail_to`].
+    pub fn mail_seen(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.mail_seen.lock().expect("the seen set")
     }
 
     /// The per-test directory the server delivers `.eml` files into.

@@ -1,11 +1,9 @@
-//! Helpers for the invitation-service tests: a server with a manual clock, a
-//! per-test mail directory and a bootstrapped system administrator, plus
-//! small verbs (create an organization with an accepted owner, invite,
-//! accept, list members, decide) and readers of the `.eml` files.
+//! Helpers for the invitation-service tests, as methods of [`TestApp`]: a
+//! server with a manual clock, a per-test mail directory and a bootstrapped
+//! system administrator, plus small verbs (create an organization with an
+//! accepted owner, invite, accept, list members, decide) and readers of the
+//! `.eml` files.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -126,26 +124,17 @@ impl Mail {
     }
 }
 
-/// A server for invitation tests.
-#[derive(Debug)]
-pub struct InviteApp {
-    /// The server.
-    pub app: TestApp,
-    /// The system administrator's user id.
-    pub admin_id: String,
-    /// Mail files already handed out by [`InviteApp::next_mail_to`].
-    seen: Mutex<HashSet<String>>,
-}
-
-impl InviteApp {
-    /// A server with a manual clock and a system administrator.
-    pub async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
+/// The invitation service's verbs on a server.
+impl TestApp {
+    /// A server with a manual clock and a system administrator
+    /// ([`TestApp::admin_id`]).
+    pub async fn spawn_with_admin() -> Self {
+        Self::spawn_with_admin_and(|_| {}).await
     }
 
-    /// [`InviteApp::spawn`] with the configuration adjusted first.
-    pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
-        let app = TestApp::spawn_with_manual_clock(configure).await;
+    /// [`TestApp::spawn_with_admin`] with the configuration adjusted first.
+    pub async fn spawn_with_admin_and(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let app = Self::spawn_with_manual_clock(configure).await;
         let args = StoreArgs {
             database_url: app.config.database_url.clone(),
             policy: app.config.policy.clone(),
@@ -158,21 +147,7 @@ impl InviteApp {
             .create_admin(&Actor::cli(), ADMIN_EMAIL, "Sam", "Admin", app.now())
             .await
             .unwrap_or_else(|e| panic!("the system administrator is not created: {e}"));
-        Self {
-            app,
-            admin_id,
-            seen: Mutex::new(HashSet::new()),
-        }
-    }
-
-    /// The server's time.
-    pub fn now(&self) -> i64 {
-        self.app.now()
-    }
-
-    /// Moves the server's clock forward.
-    pub fn advance(&self, secs: i64) {
-        self.app.clock().advance(secs);
+        app.with_admin_id(admin_id)
     }
 
     // ------------------------------------------------------------ HTTP
@@ -185,7 +160,7 @@ impl InviteApp {
         actor: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        let mut request = self.app.request(method, path);
+        let mut request = self.request(method, path);
         if let Some(actor) = actor {
             request = request.header("X-Cedargate-Actor", actor);
         }
@@ -236,8 +211,9 @@ impl InviteApp {
         self.call(Method::PUT, path, Some(actor), Some(body)).await
     }
 
-    /// `DELETE path` as `actor`.
-    pub async fn delete(&self, actor: &str, path: &str) -> Reply {
+    /// `DELETE path` as `actor` ([`Api::delete`](crate::helpers::Api::delete)
+    /// sends no actor).
+    pub async fn delete_as(&self, actor: &str, path: &str) -> Reply {
         self.call(Method::DELETE, path, Some(actor), None).await
     }
 
@@ -348,17 +324,16 @@ impl InviteApp {
     /// `POST /v1/is_authorized` for `user_id` doing `action` on the
     /// organization `org`; returns the answer.
     pub async fn decide(&self, user_id: &str, action: &str, org: &str) -> Value {
-        self.app
-            .is_authorized(
-                uid("User", user_id),
-                uid("Action", action),
-                uid("Organization", org),
-                json!({}),
-            )
-            .await
+        self.is_authorized(
+            uid("User", user_id),
+            uid("Action", action),
+            uid("Organization", org),
+            json!({}),
+        )
+        .await
     }
 
-    /// `true` when [`InviteApp::decide`] allows.
+    /// `true` when [`TestApp::decide`] allows.
     pub async fn allowed(&self, user_id: &str, action: &str, org: &str) -> bool {
         let answer = self.decide(user_id, action, org).await;
         match answer["decision"].as_str() {
@@ -378,11 +353,6 @@ impl InviteApp {
     }
 
     // ------------------------------------------------------------ mail
-
-    /// The per-test mail directory.
-    pub fn mail_dir(&self) -> PathBuf {
-        self.app.mail_dir()
-    }
 
     /// Every delivered message.
     pub fn mails(&self) -> Vec<Mail> {
@@ -438,16 +408,13 @@ impl InviteApp {
         let deadline = Instant::now() + MAIL_DEADLINE;
         loop {
             let fresh = {
-                let seen = self.seen.lock().expect("the seen set");
+                let seen = self.mail_seen();
                 self.mails()
                     .into_iter()
                     .find(|m| m.to.eq_ignore_ascii_case(email) && !seen.contains(&m.file))
             };
             if let Some(mail) = fresh {
-                self.seen
-                    .lock()
-                    .expect("the seen set")
-                    .insert(mail.file.clone());
+                self.mail_seen().insert(mail.file.clone());
                 return mail;
             }
             assert!(
@@ -463,13 +430,6 @@ impl InviteApp {
         let mail = self.next_mail_to(email).await;
         mail.token()
             .unwrap_or_else(|| panic!("no invitation link in: {mail:?}"))
-    }
-
-    // ------------------------------------------------------------ database
-
-    /// A pool on the server's database ([`TestApp::db`]).
-    pub async fn db(&self) -> sqlx::AnyPool {
-        self.app.db().await
     }
 }
 

@@ -6,7 +6,8 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::invite_helpers::{ADMIN_EMAIL, InviteApp};
+use crate::helpers::TestApp;
+use crate::invite_helpers::ADMIN_EMAIL;
 
 /// The organization.
 pub const ORG_ID: &str = "acme";
@@ -17,7 +18,7 @@ pub const OWNER_EMAIL: &str = "olivia@acme.example";
 
 /// `POST /v1/orgs` as the system administrator: [`ORG_ID`] with
 /// [`OWNER_EMAIL`] invited as its owner. Returns the owner's user id.
-pub async fn create_org_inviting_the_owner(app: &InviteApp) -> String {
+pub async fn create_org_inviting_the_owner(app: &TestApp) -> String {
     let body = json!({
         "id": ORG_ID,
         "name": ORG_NAME,

@@ -371,8 +371,8 @@ async fn without_a_token_another_sidecar_s_write_is_seen_after_a_measured_delay(
 on_both_backends!(every_invitation_service_change_answers_its_consistency_token);
 async fn every_invitation_service_change_answers_its_consistency_token() {
     // Arrange
-    let app = crate::invite_helpers::InviteApp::spawn().await;
-    let before = set_max_billing(&app.app, 1).await;
+    let app = TestApp::spawn_with_admin().await;
+    let before = set_max_billing(&app, 1).await;
 
     // Act: a change of the invitation service.
     let reply = app

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::invite_helpers::InviteApp;
+use crate::helpers::TestApp;
 use crate::onboarding::{
     ORG_ID, ORG_NAME, OWNER_EMAIL, create_org_inviting_the_owner, header, invite_link,
     message_body, token_of,
@@ -136,9 +136,9 @@ impl SmtpSink {
     }
 
     /// The invitation link of the message to `to`.
-    async fn link_to(&self, app: &InviteApp, to: &str) -> String {
+    async fn link_to(&self, app: &TestApp, to: &str) -> String {
         let message = self.message_to(to).await;
-        invite_link(&app.app.address, &message_body(&message.data))
+        invite_link(&app.address, &message_body(&message.data))
     }
 }
 
@@ -248,7 +248,7 @@ struct OutboxRow {
 struct Outbox(sqlx::AnyPool);
 
 impl Outbox {
-    async fn open(app: &InviteApp) -> Self {
+    async fn open(app: &TestApp) -> Self {
         Self(app.db().await)
     }
 
@@ -298,9 +298,9 @@ impl Outbox {
 
 /// A server sending its mail to `sink`, and [`ORG_ID`] whose owner
 /// accepted the e-mailed link.
-async fn org_with_an_active_owner(sink: &SmtpSink) -> InviteApp {
+async fn org_with_an_active_owner(sink: &SmtpSink) -> TestApp {
     let mail_url = sink.url();
-    let app = InviteApp::spawn_with(|cfg| cfg.invites.mail_url = Some(mail_url)).await;
+    let app = TestApp::spawn_with_admin_and(|cfg| cfg.invites.mail_url = Some(mail_url)).await;
     create_org_inviting_the_owner(&app).await;
     let link = sink.link_to(&app, OWNER_EMAIL).await;
     let accepted = app.accept(token_of(&link)).await;
@@ -309,7 +309,7 @@ async fn org_with_an_active_owner(sink: &SmtpSink) -> InviteApp {
 }
 
 /// The owner invites Rita; returns her user id.
-async fn invite_rita(app: &InviteApp) -> String {
+async fn invite_rita(app: &TestApp) -> String {
     let outcome = app
         .invited(
             OWNER_EMAIL,
@@ -329,12 +329,12 @@ on_both_backends!(an_invitation_sent_over_smtp_arrives_with_a_link_that_activate
 async fn an_invitation_sent_over_smtp_arrives_with_a_link_that_activates_the_member() {
     // Arrange
     let sink = SmtpSink::start().await;
-    let app = InviteApp::spawn_with(|cfg| cfg.invites.mail_url = Some(sink.url())).await;
+    let app = TestApp::spawn_with_admin_and(|cfg| cfg.invites.mail_url = Some(sink.url())).await;
     let owner_id = create_org_inviting_the_owner(&app).await;
 
     // Act
     let message = sink.message_to(OWNER_EMAIL).await;
-    let link = invite_link(&app.app.address, &message_body(&message.data));
+    let link = invite_link(&app.address, &message_body(&message.data));
     let accepted = app.accept(token_of(&link)).await;
 
     // Assert

@@ -74,7 +74,6 @@ use std::collections::BTreeMap;
 use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
 
-
 /// The answer to a filter plan query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]

@@ -671,4 +671,3 @@ impl Evaluator<'_> {
         })
     }
 }
-

@@ -211,7 +211,6 @@ struct Evaluator<'a> {
 
 type R<T> = Result<T, PlanError>;
 
-
 /// `path has attrs` for a resource path: an error when `path` itself
 /// cannot be read, else whether the longer path exists.
 fn has_b(path: &[String], attrs: &[String]) -> B {
@@ -304,4 +303,3 @@ fn wildcard_match(pattern: &[pst::PatternElem], text: &str) -> bool {
     }
     matches[chars.len()]
 }
-

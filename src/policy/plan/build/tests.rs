@@ -479,8 +479,8 @@ fn membership_tags_keyed_by_the_resource_become_cases_over_the_principals_organi
     let (snapshot, entities) = shipped();
     let mut conditional = 0;
     for user in [
-        "olivia", "uma", "adam", "rita", "mark", "nora", "gina", "gail", "pete", "ivan",
-        "alex", "ulla", "rob", "ruth", "dana", "dave", "duke", "max", "gwen", "sam", "zed",
+        "olivia", "uma", "adam", "rita", "mark", "nora", "gina", "gail", "pete", "ivan", "alex",
+        "ulla", "rob", "ruth", "dana", "dave", "duke", "max", "gwen", "sam", "zed",
     ] {
         let principal = format!("User::\"{user}\"");
         if entities.get(&uid(&principal)).is_none() {
@@ -495,8 +495,7 @@ fn membership_tags_keyed_by_the_resource_become_cases_over_the_principals_organi
         ] {
             for context in [json!({}), json!({"mfa": true})] {
                 let action = format!("Action::\"{action}\"");
-                let filter =
-                    assert_exact(&snapshot, &entities, &principal, &action, ty, context);
+                let filter = assert_exact(&snapshot, &entities, &principal, &action, ty, context);
                 conditional += usize::from(matches!(filter, FilterPlan::Conditional { .. }));
             }
         }
@@ -517,8 +516,7 @@ fn the_json_form_reads_back() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let text = serde_json::to_string(&filter).unwrap_or_default();
-    let back: FilterPlan =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let back: FilterPlan = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(back, filter);
     // The README's example: Rob (Accounts=Manage in acme, restricted to
     // the active account acme-active-1 and to no retirement account).
