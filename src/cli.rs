@@ -17,6 +17,7 @@ pub use crate::config::StoreArgs;
 pub use crate::policy::PolicyArgs;
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::assurance::command::ProveArgs;
 use crate::policy::{self, LoadError, PolicySnapshot};
 use crate::policytest;
 
@@ -50,6 +51,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Run YAML policy test suites and report policy coverage.
     Test(TestArgs),
+    /// Prove the invariants (`invariants.yaml` in the policy directory) and
+    /// that no policy can error, for every request and every entity store.
+    ///
+    /// Needs the SMT solver cvc5 1.3.1 (`$CVC5`, else `cvc5` on the PATH).
+    /// Each failure prints a counterexample, re-checked with the
+    /// authorizer, as a test case to paste into a suite. Exits 1 when
+    /// anything is not proved.
+    Prove(ProveArgs),
     /// System administrators (bootstrap: the first one cannot be invited).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -235,6 +244,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Fmt(args) => fmt(&args),
         Command::Check(args) => check(&args),
         Command::Test(args) => test(&args),
+        Command::Prove(args) => prove(&args),
         Command::Admin(command) => block_on(admin(command)),
         Command::Org(command) => block_on(org(command)),
         Command::Audit(args) => block_on(audit(args)),
@@ -609,5 +619,12 @@ fn test(args: &TestArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn prove(args: &ProveArgs) -> ExitCode {
+    match load_or_report(&args.policy) {
+        Some(snapshot) => crate::assurance::command::run(&snapshot, args),
+        None => ExitCode::FAILURE,
     }
 }

@@ -3,6 +3,8 @@
 //! Modules in architecture order, from the policy engine up to the HTTP API.
 #![warn(missing_docs)]
 
+/// Proofs over every request and entity store: invariants, never-erroring.
+pub mod assurance;
 /// The audit trail (append-only).
 pub mod audit;
 /// The command line (clap), calling the same functions as the server.

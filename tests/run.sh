@@ -42,6 +42,25 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
   export TEST_DATABASE_URL="postgres://cedargate@127.0.0.1:$port/postgres"
 fi
 
+# `cedargate prove` and its tests (tests/api/prove.rs) need the SMT solver
+# cvc5 1.3.1. No registry ships its executable; PyPI's wheel ships the
+# library, which tools/cvc5 answers for, from a private virtualenv under
+# target/ (Debian's Python refuses `pip install` outside one). The prove
+# tests find tools/cvc5 through that virtualenv; CVC5 is deliberately not
+# exported, so that the servers of the other tests keep their reload gate
+# free of proofs (seconds per changed policy set), as without a solver.
+venv=target/cvc5-venv
+if ! env -u CVC5_PYTHON tools/cvc5 --version 2>/dev/null | grep -q 'version 1\.3\.1'; then
+  echo "--- installing cvc5 1.3.1 (PyPI) into $venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'cvc5==1.3.1'
+fi
+
 # Benches are compiled by clippy --all-targets but not run here: they
 # build stores of up to a million entities (`cargo bench`, bench/load.py).
 # A plain `cargo test` ignores the tests that need PostgreSQL or Chromium,

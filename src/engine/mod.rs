@@ -492,6 +492,13 @@ impl Engine {
             let snapshot = policy::load(&args.policies, &args.schema)?;
             if gate {
                 pass_suites(&snapshot, &args.policies)?;
+                // Off without `invariants.yaml` beside the policies or without cvc5.
+                crate::assurance::check_invariants(&snapshot, &args.policies).map_err(|e| {
+                    LoadError::Invalid(vec![miette::miette!(
+                        "{}",
+                        crate::assurance::invariants::with_causes(&e)
+                    )])
+                })?;
             }
             Ok(snapshot)
         })

@@ -49,6 +49,7 @@ mod invites;
 mod onboarding;
 mod outage;
 mod plan;
+mod prove;
 mod reload;
 mod search;
 mod sidecars;
