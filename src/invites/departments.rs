@@ -67,14 +67,17 @@ impl InviteService {
     ) -> Result<(), InviteError> {
         self.authorize_org(actor, "organization.manage", org_id, now)
             .await?;
+        let missing = || NotFound::Department {
+            org_id: org_id.to_owned(),
+            department_id: department_id.to_owned(),
+        };
+        // The id as saving it stored it (trimmed, lower case); an id that
+        // could not have been saved names no department.
+        let department_id = &check_org_id(department_id).map_err(|_| missing())?;
         let mut change = self.begin().await?;
         let Some(members) = store::delete_department(&mut change, org_id, department_id).await?
         else {
-            return Err(NotFound::Department {
-                org_id: org_id.to_owned(),
-                department_id: department_id.to_owned(),
-            }
-            .into());
+            return Err(missing().into());
         };
         for user_id in &members {
             project::user(&mut change, self.schema().schema(), user_id).await?;

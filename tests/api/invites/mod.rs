@@ -7,6 +7,7 @@
 
 mod audit;
 mod bulk;
+mod departments;
 mod lifecycle;
 mod races;
 mod rules;
