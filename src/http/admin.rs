@@ -611,6 +611,7 @@ pub struct AcceptBody {
     ))]
 pub async fn accept(
     State(app): State<InviteApp>,
+    request_id: RequestId,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> Result<Json<Written<Accepted>>, ApiError> {
     let service = &app.service;
@@ -625,7 +626,7 @@ pub async fn accept(
                     password: body.password.as_deref(),
                     confirmation: None,
                 },
-                None,
+                request_id.audited(),
                 app.clock.now(),
             )
             .await?
@@ -654,9 +655,12 @@ pub struct DeclineBody {
     ))]
 pub async fn decline(
     State(app): State<InviteApp>,
+    request_id: RequestId,
     ApiJson(body): ApiJson<DeclineBody>,
 ) -> Result<StatusCode, ApiError> {
     let service = &app.service;
-    service.decline(&body.token, None, app.clock.now()).await?;
+    service
+        .decline(&body.token, request_id.audited(), app.clock.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -63,6 +63,13 @@ impl<S: Send + Sync> FromRequest<S> for Csv {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// The id for the audit trail (`None` when it is blank).
+    pub fn audited(&self) -> Option<&str> {
+        Some(self.0.trim()).filter(|id| !id.is_empty())
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = std::convert::Infallible;
 

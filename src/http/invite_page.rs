@@ -216,11 +216,6 @@ fn verified<'s, F>(
     Ok((form, &app.service))
 }
 
-/// The request id for the audit trail (`None` when there is none).
-fn audited(request_id: &RequestId) -> Option<&str> {
-    Some(request_id.0.as_str()).filter(|id| !id.is_empty())
-}
-
 /// `POST /invite/accept`.
 pub async fn accept(
     State(app): State<InviteApp>,
@@ -237,7 +232,7 @@ pub async fn accept(
         confirmation: Some(form.password_confirm.as_deref()),
     };
     let accepted = service
-        .accept(&form.token, choice, audited(&request_id), app.clock.now())
+        .accept(&form.token, choice, request_id.audited(), app.clock.now())
         .await;
     match accepted {
         Ok(Acceptance::Accepted(accepted)) => message(
@@ -273,7 +268,7 @@ pub async fn decline(
         Err(page) => return *page,
     };
     match service
-        .decline(&form.token, audited(&request_id), app.clock.now())
+        .decline(&form.token, request_id.audited(), app.clock.now())
         .await
     {
         Ok(()) => message(

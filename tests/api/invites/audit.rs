@@ -228,3 +228,51 @@ async fn once_the_email_is_delivered_the_database_keeps_no_copy_of_the_link_secr
     let accepted = app.accept(&token).await;
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
 }
+
+on_both_backends!(an_accept_or_decline_through_the_api_is_audited_with_its_request_id);
+async fn an_accept_or_decline_through_the_api_is_audited_with_its_request_id() {
+    // Arrange
+    let (app, _) = acme().await;
+    app.invited(OWNER, ORG, "rita@acme.example", json!({}))
+        .await;
+    app.invited(OWNER, ORG, "dan@acme.example", json!({})).await;
+    let rita = app.next_token_for("rita@acme.example").await;
+    let dan = app.next_token_for("dan@acme.example").await;
+    let send = |path: &'static str, body: Value, id: &'static str| {
+        let request = app
+            .request(reqwest::Method::POST, path)
+            .header("X-Request-ID", id)
+            .json(&body);
+        crate::helpers::TestApp::reply(request)
+    };
+
+    // Act
+    let accepted = send(
+        "/v1/invitations/accept",
+        json!({"token": rita, "password": crate::invite_helpers::PASSWORD}),
+        "req-accept-1",
+    )
+    .await;
+    let declined = send(
+        "/v1/invitations/decline",
+        json!({"token": dan}),
+        "req-decline-1",
+    )
+    .await;
+    let events = app.audit(OWNER, ORG, "?action=invitation.").await;
+
+    // Assert
+    assert!(accepted.status.is_success(), "{}", accepted.text);
+    assert!(declined.status.is_success(), "{}", declined.text);
+    for (action, id) in [
+        ("invitation.accepted", "req-accept-1"),
+        ("invitation.declined", "req-decline-1"),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["action"] == action && e["request_id"] == id),
+            "{action} with request id {id}: {events:?}"
+        );
+    }
+}
