@@ -169,7 +169,7 @@ impl InviteService {
         seen: &mut HashSet<String>,
         now: i64,
     ) -> Result<Prepared, InviteError> {
-        let p = self.prepare(org_id, input, false).await?;
+        let p = self.prepare(org_id, input).await?;
         if !seen.insert(p.email.clone()) {
             return Err(InviteError::invalid(
                 "email",

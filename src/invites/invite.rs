@@ -117,7 +117,7 @@ impl InviteService {
         input: &InviteInput,
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
-        let prepared = self.prepare(org_id, input, false).await?;
+        let prepared = self.prepare(org_id, input).await?;
         self.authorize_invite(actor, org_id, &prepared, now).await?;
         self.invite_prepared(actor, org_id, prepared, now).await
     }
@@ -144,7 +144,6 @@ impl InviteService {
         &self,
         org_id: &str,
         input: &InviteInput,
-        owner: bool,
     ) -> Result<Prepared, InviteError> {
         let email = self.check_email(&input.email)?;
         let (first_name, last_name) = check_names(&input.first_name, &input.last_name)?;
@@ -161,9 +160,9 @@ impl InviteService {
             None => Restrictions::default(),
         };
         let mut conn = self.pool.acquire().await?;
-        if !owner {
-            check_restrictions(&mut conn, org_id, &restrictions).await?;
-        }
+        // For an organization's owner too (E19): accounts are the host's,
+        // and may be stored before the organization is created.
+        check_restrictions(&mut conn, org_id, &restrictions).await?;
         let department = match input
             .department
             .as_deref()

@@ -73,7 +73,7 @@ impl InviteService {
             agent: false,
             ..owner
         };
-        let prepared = self.prepare(&org_id, &owner, true).await?;
+        let prepared = self.prepare(&org_id, &owner).await?;
         let schema = self.schema();
         let mut change = self.begin().await?;
         if store::org_by_id(&mut change, &org_id).await?.is_some() {

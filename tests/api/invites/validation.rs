@@ -361,3 +361,24 @@ async fn a_call_without_an_acting_user_is_a_bad_request_and_an_unknown_one_is_re
             .is_empty()
     );
 }
+
+on_both_backends!(an_owner_cannot_be_restricted_to_accounts_that_are_not_the_organization_s);
+async fn an_owner_cannot_be_restricted_to_accounts_that_are_not_the_organization_s() {
+    // Arrange: the restriction rule (E19) holds for an organization's
+    // owner as for every invitee.
+    let app = crate::helpers::TestApp::spawn_with_admin().await;
+    let body = serde_json::json!({
+        "id": "globex",
+        "name": "Globex",
+        "owner": {"first_name": "Gus", "last_name": "Owner", "email": "gus@globex.example",
+                  "restrictions": {"active": ["no-such-account"]}},
+    });
+
+    // Act
+    let reply = app
+        .post(crate::invite_helpers::ADMIN_EMAIL, "/v1/orgs", &body)
+        .await;
+
+    // Assert
+    crate::invite_helpers::assert_invalid(&reply, "restrictions.active");
+}
