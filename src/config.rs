@@ -173,9 +173,10 @@ pub struct InviteArgs {
     )]
     pub mail_from: String,
 
-    /// Hours an invitation link works.
-    #[arg(long, env = "CEDARGATE_INVITE_TTL_HOURS", default_value_t = 168)]
-    pub invite_ttl_hours: i64,
+    /// How long an invitation link works: a duration such as `15m`, `36h`
+    /// or `7d`, from 5 minutes to 90 days.
+    #[arg(long, env = "CEDARGATE_INVITE_TTL", default_value = "7d", value_parser = parse_invite_ttl)]
+    pub invite_ttl: std::time::Duration,
 
     /// Invitations one organization may send per 24 hours.
     #[arg(long, env = "CEDARGATE_INVITE_RATE_LIMIT", default_value_t = 500)]
@@ -196,6 +197,30 @@ pub struct InviteArgs {
     pub allow_generic_emails: bool,
 }
 
+/// The shortest and longest invitation link lifetimes accepted.
+const INVITE_TTL_BOUNDS: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(5 * 60),
+    std::time::Duration::from_secs(90 * 24 * 3600),
+);
+
+/// Parses `--invite-ttl`: a duration within [`INVITE_TTL_BOUNDS`]. A zero,
+/// negative or unitless value is refused, never rounded to something else.
+fn parse_invite_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let (low, high) = INVITE_TTL_BOUNDS;
+    let bounds = "between 5 minutes (`5m`) and 90 days (`90d`)";
+    let ttl = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!(
+            "`{text}` is not a duration such as `15m`, `36h` or `7d` ({e}); it must be {bounds}"
+        )
+    })?;
+    if ttl < low || ttl > high {
+        return Err(format!(
+            "`{text}` is out of range: an invitation link must work {bounds}"
+        ));
+    }
+    Ok(ttl)
+}
+
 impl InviteArgs {
     /// Defaults for tests: mail into `mail_dir`, 7-day links.
     pub fn for_tests(mail_dir: &std::path::Path) -> Self {
@@ -203,7 +228,7 @@ impl InviteArgs {
             public_url: None,
             mail_url: Some(mail_dir.display().to_string()),
             mail_from: "cedargate <noreply@cedargate.localhost>".to_owned(),
-            invite_ttl_hours: 168,
+            invite_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
             invite_rate_limit: 500,
             generic_emails: crate::invites::rules::DEFAULT_GENERIC_LOCAL_PARTS
                 .iter()
@@ -230,7 +255,7 @@ impl InviteArgs {
     /// The service settings; `bind` gives the default public URL.
     pub fn settings(&self, bind: &str) -> crate::invites::InviteSettings {
         crate::invites::InviteSettings {
-            ttl_secs: self.invite_ttl_hours.clamp(1, 24 * 90) * 3600,
+            ttl_secs: i64::try_from(self.invite_ttl.as_secs()).unwrap_or(i64::MAX),
             rate_limit: self.invite_rate_limit.max(1),
             generic_local_parts: self
                 .generic_emails
@@ -368,5 +393,35 @@ mod tests {
     #[test]
     fn secret_debug_is_redacted() {
         assert_eq!(format!("{:?}", Secret::new("abc")), "Secret(***)");
+    }
+
+    #[test]
+    fn invite_ttl_takes_durations_within_its_bounds_and_refuses_zero() {
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        for (text, expected) in [
+            ("15m", 900),
+            ("36h", 36 * 3600),
+            ("7d", 7 * 24 * 3600),
+            ("90d", 90 * 24 * 3600),
+        ] {
+            assert_eq!(
+                parse_invite_ttl(text).map(|d| d.as_secs()),
+                Ok(expected),
+                "{text}"
+            );
+        }
+        for text in ["0", "0s", "0h", "-1h", "1m", "91d", "soon", "168"] {
+            let refused = parse_invite_ttl(text);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("between 5 minutes")),
+                "{text}: {refused:?}"
+            );
+        }
+        assert_eq!(
+            InviteArgs::for_tests(std::path::Path::new("mail")).invite_ttl,
+            hours(168)
+        );
     }
 }

@@ -679,3 +679,23 @@ fn an_unknown_flag_is_rejected_by_name() {
     // Assert
     assert.code(2).stderr(predicate::str::contains("--nope"));
 }
+
+/// An invitation lifetime of zero (or out of bounds) is refused with the
+/// bounds, never rounded up to something that works (it was one hour).
+#[test]
+fn an_invitation_lifetime_of_zero_is_refused_with_its_bounds() {
+    let dir = TempDir::new().expect("a temporary directory");
+    for ttl in ["0s", "0", "91d"] {
+        Command::cargo_bin("cedargate")
+            .expect("the cedargate binary is built")
+            .current_dir(dir.path())
+            .args(["serve", "--bind", "127.0.0.1:0", "--invite-ttl", ttl])
+            // A parser that took it would start a server: bound the wait.
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(
+                "between 5 minutes (`5m`) and 90 days (`90d`)",
+            ));
+    }
+}
