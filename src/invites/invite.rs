@@ -117,9 +117,49 @@ impl InviteService {
         input: &InviteInput,
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
-        let prepared = self.prepare(org_id, input).await?;
-        self.authorize_invite(actor, org_id, &prepared, now).await?;
-        self.invite_prepared(actor, org_id, prepared, now).await
+        let attempt = async {
+            let prepared = self.prepare(org_id, input).await?;
+            self.authorize_invite(actor, org_id, &prepared, now).await?;
+            self.invite_prepared(actor, org_id, prepared, now).await
+        };
+        match attempt.await {
+            Err(e) => Err(self
+                .audit_refusal(actor, org_id, &input.email, e, now)
+                .await),
+            ok => ok,
+        }
+    }
+
+    /// Records an invitation an input rule refused (a policy refusal is
+    /// recorded where it is decided), and answers the refusal. The trail
+    /// shows every attempt, not only those that reached the policies.
+    async fn audit_refusal(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        email: &str,
+        refused: InviteError,
+        now: i64,
+    ) -> InviteError {
+        let rule = match &refused {
+            InviteError::Invalid { field, message } => format!("{field}: {message}"),
+            InviteError::Conflict(c) => c.to_string(),
+            InviteError::RateLimited { .. } => refused.to_string(),
+            _ => return refused,
+        };
+        let event = crate::audit::Event {
+            actor: actor.id(),
+            org: Some(org_id),
+            target: Some(rules::normalize_email(email)),
+            action: "invitation.created",
+            outcome: format!("refused: {rule}"),
+            request_id: actor.request_id.as_deref(),
+            ..crate::audit::Event::default()
+        };
+        match crate::audit::record_alone(&self.pool, now, event).await {
+            Ok(()) => refused,
+            Err(e) => InviteError::from(crate::entities::StoreError::from(e)),
+        }
     }
 
     /// Writes a validated, authorized invitation.

@@ -276,3 +276,41 @@ async fn an_accept_or_decline_through_the_api_is_audited_with_its_request_id() {
         );
     }
 }
+
+on_both_backends!(invitations_refused_by_input_rules_are_audited_with_the_rule);
+async fn invitations_refused_by_input_rules_are_audited_with_the_rule() {
+    // Arrange
+    let (app, _) = acme().await;
+    app.member_joins(OWNER, ORG, "rita@acme.example", json!({}))
+        .await;
+
+    // Act
+    let generic = app
+        .invite_email(OWNER, ORG, "info@acme.example", json!({}))
+        .await;
+    let member = app
+        .invite_email(OWNER, ORG, "rita@acme.example", json!({}))
+        .await;
+    let events = app.audit(OWNER, ORG, "?action=invitation.created").await;
+
+    // Assert
+    assert_eq!(
+        generic.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        generic.text
+    );
+    assert_eq!(member.status, StatusCode::CONFLICT, "{}", member.text);
+    let refused = |target: &str, rule: &str| {
+        events.iter().any(|e| {
+            e["target"] == target
+                && str_of(&e["outcome"]).starts_with("refused: ")
+                && str_of(&e["outcome"]).contains(rule)
+        })
+    };
+    assert!(refused("info@acme.example", "email: "), "{events:?}");
+    assert!(
+        refused("rita@acme.example", "already a member"),
+        "{events:?}"
+    );
+}
