@@ -597,10 +597,16 @@ fn conform(snapshot: &PolicySnapshot, action: &EntityUid, request: &AuthzRequest
             }
         })
         .collect();
+    // Field by field: `..request.clone()` would copy the context and the
+    // entities only to drop them, on every AuthZEN decision.
     AuthzRequest {
+        principal: request.principal.clone(),
+        action: request.action.clone(),
+        resource: request.resource.clone(),
         context: snapshot.conform_context(action, &request.context),
         entities,
-        ..request.clone()
+        described_by: request.described_by,
+        shape: request.shape,
     }
 }
 

@@ -39,15 +39,26 @@ pub struct IsAuthorizedRequest {
 
 impl From<IsAuthorizedRequest> for AuthzRequest {
     fn from(r: IsAuthorizedRequest) -> Self {
-        AuthzRequest {
-            principal: r.principal,
-            action: r.action,
-            resource: r.resource,
-            context: r.context.unwrap_or_else(|| serde_json::json!({})),
-            entities: r.entities,
-            described_by: Describer::Caller,
-            shape: Shape::Cedar,
-        }
+        native(r.principal, r.action, r.resource, r.context, r.entities)
+    }
+}
+
+/// A host application's request, read as Cedar reads JSON.
+fn native(
+    principal: serde_json::Value,
+    action: serde_json::Value,
+    resource: serde_json::Value,
+    context: Option<serde_json::Value>,
+    entities: Vec<serde_json::Value>,
+) -> AuthzRequest {
+    AuthzRequest {
+        principal,
+        action,
+        resource,
+        context: context.unwrap_or_else(|| serde_json::json!({})),
+        entities,
+        described_by: Describer::Caller,
+        shape: Shape::Cedar,
     }
 }
 
@@ -208,15 +219,14 @@ pub async fn plan(
     ApiJson(req): ApiJson<PlanRequest>,
 ) -> Result<Json<PlanResponse>, ApiError> {
     state.engine.at_least(min.or(req.min_revision)).await?;
-    let request = AuthzRequest {
-        principal: req.principal,
-        action: req.action,
-        resource: serde_json::Value::Null,
-        context: req.context.unwrap_or_else(|| serde_json::json!({})),
-        entities: req.entities,
-        described_by: Describer::Caller,
-        shape: Shape::Cedar,
-    };
+    // The resource is what the plan is about: any of `resource_type`.
+    let request = native(
+        req.principal,
+        req.action,
+        serde_json::Value::Null,
+        req.context,
+        req.entities,
+    );
     let planned = state.engine.plan(&request, &req.resource_type).await?;
     Ok(Json(PlanResponse {
         plan: planned.plan,

@@ -142,6 +142,19 @@ pub struct SearchResponse<T> {
     pub context: SearchContext,
 }
 
+impl<T> SearchResponse<T> {
+    fn new(results: Vec<T>, next_token: String, context: SearchContext) -> Self {
+        Self {
+            page: PageResponse {
+                next_token,
+                count: results.len(),
+            },
+            results,
+            context,
+        }
+    }
+}
+
 /// The query's fingerprint: what a token is bound to.
 fn fingerprint(searched: &str, query: &impl Serialize) -> String {
     let digest = Sha256::digest(
@@ -180,17 +193,29 @@ fn limit(page: &PageRequest) -> Result<usize, ApiError> {
     }
 }
 
+/// A subject or resource search of `request` for entities of `kind`, the
+/// page the caller's token continues, answered with the next token.
 async fn entities(
     state: &AppState,
-    search: Search,
-    fingerprint: &str,
+    min: Option<u64>,
+    (searched, kind): (Searched, &str),
+    request: crate::engine::AuthzRequest,
+    (page, print): (&PageRequest, String),
 ) -> Result<Json<SearchResponse<FoundEntity>>, ApiError> {
+    let search = Search {
+        request,
+        searched,
+        kind: kind.to_owned(),
+        after: continue_after(page, &print)?,
+        limit: limit(page)?,
+    };
+    state.engine.at_least(min).await?;
     let found = state.engine.search(&search).await?;
     let next_token = match (found.more, found.ids.last()) {
-        (true, Some(last)) => token(fingerprint, last),
+        (true, Some(last)) => token(&print, last),
         _ => String::new(),
     };
-    let results: Vec<FoundEntity> = found
+    let results = found
         .ids
         .into_iter()
         .map(|id| FoundEntity {
@@ -198,18 +223,15 @@ async fn entities(
             id,
         })
         .collect();
-    Ok(Json(SearchResponse {
-        page: PageResponse {
-            next_token,
-            count: results.len(),
-        },
+    Ok(Json(SearchResponse::new(
         results,
-        context: SearchContext {
+        next_token,
+        SearchContext {
             policy_revision: found.policy_revision,
             store_revision: found.store_revision,
             errors: found.errors,
         },
-    }))
+    )))
 }
 
 fn placeholder(kind: &str) -> Entity {
@@ -237,21 +259,15 @@ pub async fn subject(
     MinRevision(min): MinRevision,
     ApiJson(req): ApiJson<SubjectSearchRequest>,
 ) -> Result<Json<SearchResponse<FoundEntity>>, ApiError> {
+    let request = to_request(
+        &placeholder(&req.subject.kind),
+        &req.action,
+        &req.resource,
+        req.context.as_ref(),
+    );
     let print = fingerprint("subject", &req);
-    let search = Search {
-        request: to_request(
-            &placeholder(&req.subject.kind),
-            &req.action,
-            &req.resource,
-            req.context.as_ref(),
-        ),
-        searched: Searched::Subject,
-        kind: req.subject.kind.clone(),
-        after: continue_after(&req.page, &print)?,
-        limit: limit(&req.page)?,
-    };
-    state.engine.at_least(min).await?;
-    entities(&state, search, &print).await
+    let searched = (Searched::Subject, req.subject.kind.as_str());
+    entities(&state, min, searched, request, (&req.page, print)).await
 }
 
 /// The resources of a type a subject is allowed to take an action on
@@ -271,21 +287,15 @@ pub async fn resource(
     MinRevision(min): MinRevision,
     ApiJson(req): ApiJson<ResourceSearchRequest>,
 ) -> Result<Json<SearchResponse<FoundEntity>>, ApiError> {
+    let request = to_request(
+        &req.subject,
+        &req.action,
+        &placeholder(&req.resource.kind),
+        req.context.as_ref(),
+    );
     let print = fingerprint("resource", &req);
-    let search = Search {
-        request: to_request(
-            &req.subject,
-            &req.action,
-            &placeholder(&req.resource.kind),
-            req.context.as_ref(),
-        ),
-        searched: Searched::Resource,
-        kind: req.resource.kind.clone(),
-        after: continue_after(&req.page, &print)?,
-        limit: limit(&req.page)?,
-    };
-    state.engine.at_least(min).await?;
-    entities(&state, search, &print).await
+    let searched = (Searched::Resource, req.resource.kind.as_str());
+    entities(&state, min, searched, request, (&req.page, print)).await
 }
 
 /// The actions a subject is allowed to take on a resource (AuthZEN Action
@@ -316,21 +326,18 @@ pub async fn action(
     );
     state.engine.at_least(min).await?;
     let found = state.engine.search_actions(&request).await?;
-    let results: Vec<FoundAction> = found
+    let results = found
         .actions
         .into_iter()
         .map(|name| FoundAction { name })
         .collect();
-    Ok(Json(SearchResponse {
-        page: PageResponse {
-            next_token: String::new(),
-            count: results.len(),
-        },
+    Ok(Json(SearchResponse::new(
         results,
-        context: SearchContext {
+        String::new(),
+        SearchContext {
             policy_revision: found.policy_revision,
             store_revision: found.store_revision,
             errors: Vec::new(),
         },
-    }))
+    )))
 }

@@ -8,14 +8,16 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use tempfile::TempDir;
 
+use crate::helpers::copy_dir;
+
 /// A temporary copy of `policies/` (with its test suites) and `schema/`.
 /// Commands run inside it, so every path they print is short and relative.
-struct Workspace {
+pub(crate) struct Workspace {
     dir: TempDir,
 }
 
 impl Workspace {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().expect("create a temporary directory");
         for sub in ["policies", "schema"] {
@@ -24,20 +26,20 @@ impl Workspace {
         Self { dir }
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    fn read(&self, relative: &str) -> String {
+    pub(crate) fn read(&self, relative: &str) -> String {
         std::fs::read_to_string(self.path(relative)).expect("read a workspace file")
     }
 
-    fn write(&self, relative: &str, text: &str) {
+    pub(crate) fn write(&self, relative: &str, text: &str) {
         std::fs::write(self.path(relative), text).expect("write a workspace file");
     }
 
     /// Replaces the first occurrence of `from`, which must be there.
-    fn replace(&self, relative: &str, from: &str, to: &str) {
+    pub(crate) fn replace(&self, relative: &str, from: &str, to: &str) {
         let text = self.read(relative);
         assert!(
             text.contains(from),
@@ -47,7 +49,7 @@ impl Workspace {
     }
 
     /// The 1-based line of the first occurrence of `needle`.
-    fn line_of(&self, relative: &str, needle: &str) -> usize {
+    pub(crate) fn line_of(&self, relative: &str, needle: &str) -> usize {
         self.read(relative)
             .lines()
             .position(|line| line.contains(needle))
@@ -56,29 +58,27 @@ impl Workspace {
     }
 
     /// `cedargate` run in the workspace, free of the caller's environment.
-    fn cedargate(&self) -> Command {
+    pub(crate) fn cedargate(&self) -> Command {
         let mut command = Command::cargo_bin("cedargate").expect("the cedargate binary is built");
         command
             .current_dir(self.dir.path())
             .env_remove("CEDARGATE_POLICIES")
             .env_remove("CEDARGATE_SCHEMA")
+            .env_remove("CEDARGATE_INVARIANTS")
+            .env_remove("CVC5")
             .env_remove("FORCE_COLOR")
             .env_remove("CLICOLOR_FORCE")
             .env("NO_COLOR", "1");
         command
     }
-}
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create a directory");
-    for entry in std::fs::read_dir(from).expect("read a directory") {
-        let entry = entry.expect("read a directory entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("stat a directory entry").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy a file");
+    /// [`Self::cedargate`] with the solver `cvc5`, when one is given.
+    pub(crate) fn cedargate_with_solver(&self, cvc5: Option<&Path>) -> Command {
+        let mut command = self.cedargate();
+        if let Some(path) = cvc5 {
+            command.env("CVC5", path);
         }
+        command
     }
 }
 

@@ -5,40 +5,15 @@
 //! residual policies it was built from.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cedar_policy::{Entities, EntityUid, EvalResult};
 use cedargate::policy::{FilterPlan, Side, plan};
 use serde_json::{Value, json};
 
+use crate::workload::{generate, read, workload_dir};
+
 /// How many (principal, action) pairs are planned.
 const PAIRS: usize = 200;
-
-fn workload_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/workload"))
-}
-
-fn generate(workload: &Path, out: &Path) {
-    let output = Command::new("python3")
-        .arg(workload.join("gen_workload.py"))
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 (needed to generate the standard workload): {e}")
-        });
-    assert!(
-        output.status.success(),
-        "gen_workload.py failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
 
 /// A value in the tree's JSON form, sets sorted, so that equal Cedar values
 /// are equal JSON.

@@ -5,76 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::cli::Workspace;
 use predicates::prelude::*;
-use tempfile::TempDir;
 
 const NEEDS_CVC5: &str = "needs cvc5 1.3.1: run `bash tests/run.sh` (or set CVC5)";
-
-/// A temporary copy of `policies/` and `schema/`; commands run inside it.
-struct Workspace {
-    dir: TempDir,
-}
-
-impl Workspace {
-    fn new() -> Self {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        for sub in ["policies", "schema"] {
-            copy_dir(&repo.join(sub), &dir.path().join(sub));
-        }
-        Self { dir }
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
-    }
-
-    fn read(&self, relative: &str) -> String {
-        std::fs::read_to_string(self.path(relative)).expect("read a workspace file")
-    }
-
-    /// Replaces the first occurrence of `from`, which must be there.
-    fn replace(&self, relative: &str, from: &str, to: &str) {
-        let text = self.read(relative);
-        assert!(
-            text.contains(from),
-            "`{relative}` no longer contains `{from}`; update the test"
-        );
-        std::fs::write(self.path(relative), text.replacen(from, to, 1))
-            .expect("write a workspace file");
-    }
-
-    /// `cedargate` run in the workspace, free of the caller's environment,
-    /// with the solver when one is given.
-    fn cedargate(&self, cvc5: Option<&Path>) -> Command {
-        let mut command = Command::cargo_bin("cedargate").expect("the cedargate binary is built");
-        command
-            .current_dir(self.dir.path())
-            .env_remove("CEDARGATE_POLICIES")
-            .env_remove("CEDARGATE_SCHEMA")
-            .env_remove("CEDARGATE_INVARIANTS")
-            .env("NO_COLOR", "1");
-        match cvc5 {
-            Some(path) => command.env("CVC5", path),
-            None => command.env_remove("CVC5"),
-        };
-        command
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create a directory");
-    for entry in std::fs::read_dir(from).expect("read a directory") {
-        let entry = entry.expect("read a directory entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("stat a directory entry").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy a file");
-        }
-    }
-}
 
 /// `$CVC5`, else the repository's adapter when its virtualenv is there.
 fn cvc5() -> PathBuf {
@@ -98,7 +32,7 @@ fn prove_passes_on_the_shipped_policies() {
 
     // Act
     let assert = workspace
-        .cedargate(Some(&cvc5))
+        .cedargate_with_solver(Some(&cvc5))
         .args(["prove", "--junit", "prove.xml"])
         .assert();
 
@@ -142,7 +76,7 @@ fn a_broken_policy_fails_with_a_counterexample_the_authorizer_confirms() {
 
     // Act
     let assert = workspace
-        .cedargate(Some(&cvc5))
+        .cedargate_with_solver(Some(&cvc5))
         .args(["prove", "--cases", "cex.yaml", "--junit", "prove.xml"])
         .assert();
 
@@ -185,7 +119,7 @@ fn a_broken_policy_fails_with_a_counterexample_the_authorizer_confirms() {
         "action entities are left out:\n{cases}"
     );
     workspace
-        .cedargate(None)
+        .cedargate_with_solver(None)
         .args(["test", "cex.yaml"])
         .assert()
         .code(1)
@@ -193,7 +127,7 @@ fn a_broken_policy_fails_with_a_counterexample_the_authorizer_confirms() {
     // ... and passes once they are fixed.
     std::fs::write(workspace.path("policies/membership.cedar"), original).expect("restore");
     workspace
-        .cedargate(None)
+        .cedargate_with_solver(None)
         .args(["test", "cex.yaml"])
         .assert()
         .success()
@@ -208,11 +142,11 @@ fn prove_says_what_to_install_when_the_solver_is_missing() {
 
     // Act: CVC5 names nothing, then no cvc5 on the PATH.
     let named = workspace
-        .cedargate(Some(Path::new("/nonexistent/cvc5")))
+        .cedargate_with_solver(Some(Path::new("/nonexistent/cvc5")))
         .arg("prove")
         .assert();
     let unset = workspace
-        .cedargate(None)
+        .cedargate_with_solver(None)
         .env("PATH", empty.path())
         .arg("prove")
         .assert();
@@ -241,7 +175,10 @@ fn prove_refuses_a_solver_of_another_version() {
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 
     // Act
-    let assert = workspace.cedargate(Some(&fake)).arg("prove").assert();
+    let assert = workspace
+        .cedargate_with_solver(Some(&fake))
+        .arg("prove")
+        .assert();
 
     // Assert
     assert

@@ -17,7 +17,7 @@ const REQUESTS: usize = 50_000;
 /// Requests per batch call.
 const BATCH: usize = 500;
 
-fn workload_dir() -> PathBuf {
+pub(crate) fn workload_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/workload"));
     assert!(
         dir.join("gen_workload.py").is_file(),
@@ -28,7 +28,7 @@ fn workload_dir() -> PathBuf {
 }
 
 /// Runs `gen_workload.py` (default size) into `out`.
-fn generate(workload: &Path, out: &Path) {
+pub(crate) fn generate(workload: &Path, out: &Path) {
     let output = Command::new("python3")
         .arg(workload.join("gen_workload.py"))
         .arg("--out")
@@ -45,7 +45,7 @@ fn generate(workload: &Path, out: &Path) {
     );
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
