@@ -117,7 +117,7 @@ pub fn router(app: InviteApp) -> Router<AppState> {
         .with_state(app)
 }
 
-async fn actor(service: &InviteService, header: ActorHeader) -> Result<Actor, ApiError> {
+pub(super) async fn actor(service: &InviteService, header: ActorHeader) -> Result<Actor, ApiError> {
     Ok(service
         .resolve_actor(&header.name, header.mfa, header.request_id)
         .await?)

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod invite_page;
 pub mod native;
+pub mod orgs;
 pub mod policies;
 pub mod search;
 pub mod written;
@@ -92,7 +93,7 @@ pub struct Limits {
         admin::create_admin, admin::create_org, admin::list_members, admin::invite, admin::bulk_invite,
         admin::resend, admin::revoke, admin::edit_member, admin::set_status, admin::remove_member,
         admin::decide_agent, admin::audit_trail, admin::save_department, admin::delete_department,
-        admin::accept, admin::decline,
+        admin::accept, admin::decline, orgs::settings, orgs::update_settings,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -145,7 +146,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             store: Arc::clone(state.engine.store()),
             clock: Arc::clone(&state.clock),
         };
-        protected = protected.merge(admin::router(app.clone()));
+        protected = protected
+            .merge(admin::router(app.clone()))
+            .merge(orgs::router(app.clone()));
         public = public.merge(invite_page::router(app));
     }
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(

@@ -17,8 +17,8 @@
 //!
 //! Layout: `service.rs` holds the service, its actor and settings; one file
 //! per use case adds an `impl InviteService` block (`authorize.rs`,
-//! `onboard.rs`, `invite.rs`, `bulk.rs`, `members.rs`, `departments.rs`,
-//! `link.rs`); `change.rs` is one write transaction and what it owes the
+//! `onboard.rs`, `orgs.rs`, `invite.rs`, `bulk.rs`, `members.rs`,
+//! `departments.rs`, `link.rs`); `change.rs` is one write transaction and what it owes the
 //! caches and the mailer at commit; `store.rs` is the SQL of the service's
 //! own tables; `project.rs` and `uid.rs` are their Cedar projection.
 
@@ -31,6 +31,7 @@ mod link;
 mod members;
 pub mod model;
 mod onboard;
+pub mod orgs;
 mod project;
 pub mod rules;
 pub mod service;

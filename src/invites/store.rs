@@ -25,7 +25,7 @@ pub struct UserRow {
 }
 
 /// An organization.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgRow {
     pub org_id: String,
     pub name: String,

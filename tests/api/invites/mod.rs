@@ -11,6 +11,7 @@ mod departments;
 mod lifecycle;
 mod races;
 mod rules;
+mod settings;
 mod validation;
 
 use reqwest::Method;
