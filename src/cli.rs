@@ -217,6 +217,11 @@ pub struct CheckArgs {
     /// Print the decision as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Explain the decision: for a Deny, each permit in scope with the
+    /// first condition that did not hold and its values, then the forbids
+    /// that fired with their `@message`.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `cedargate test`.
@@ -511,8 +516,8 @@ fn check(args: &CheckArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     match check_decision(&snapshot, args) {
-        Ok(decision) if args.json => {
-            let json = serde_json::json!({
+        Ok((decision, explanation)) if args.json => {
+            let mut json = serde_json::json!({
                 "decision": decision.as_str(),
                 "reasons": decision.reasons.iter().map(|id| serde_json::json!({
                     "id": id,
@@ -520,10 +525,13 @@ fn check(args: &CheckArgs) -> ExitCode {
                 })).collect::<Vec<_>>(),
                 "errors": decision.errors,
             });
+            if let Some(explanation) = explanation {
+                json["explanation"] = serde_json::json!(explanation);
+            }
             out!("{json:#}");
             ExitCode::SUCCESS
         }
-        Ok(decision) => {
+        Ok((decision, explanation)) => {
             out!("decision: {}", decision.as_str().to_uppercase());
             if decision.reasons.is_empty() && decision.errors.is_empty() {
                 out!("no permit policy matched (default deny)");
@@ -544,6 +552,9 @@ fn check(args: &CheckArgs) -> ExitCode {
             for error in &decision.errors {
                 out!("  error: {error}");
             }
+            if let Some(explanation) = explanation {
+                print_explanation(&explanation);
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -553,7 +564,30 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-fn check_decision(snapshot: &PolicySnapshot, args: &CheckArgs) -> Result<policy::Decision, String> {
+/// The explanation under the decision, missing conditions first.
+fn print_explanation(explanation: &policy::Explanation) {
+    if !explanation.unsatisfied.is_empty() {
+        out!("why: permits in scope that did not apply");
+    }
+    for u in &explanation.unsatisfied {
+        out!("  permit {}  {}", u.policy, u.at.as_deref().unwrap_or(""));
+        out!("    needs {}", u.condition);
+        out!("    was   {}", u.evaluated);
+    }
+    for d in explanation
+        .determining
+        .iter()
+        .filter(|d| d.effect == "forbid")
+    {
+        let message = d.message.as_deref().unwrap_or("(no @message)");
+        out!("why: {} forbids: {message}", d.policy);
+    }
+}
+
+fn check_decision(
+    snapshot: &PolicySnapshot,
+    args: &CheckArgs,
+) -> Result<(policy::Decision, Option<policy::Explanation>), String> {
     let uid = |field, s: &str| policy::parse_uid(field, &serde_json::Value::String(s.to_owned()));
     let principal = uid("principal", &args.principal).map_err(|e| e.to_string())?;
     let action = policy::parse_action(&serde_json::Value::String(args.action.clone()))
@@ -574,7 +608,11 @@ fn check_decision(snapshot: &PolicySnapshot, args: &CheckArgs) -> Result<policy:
     let request = snapshot
         .request(principal, action, resource, &context)
         .map_err(|e| e.to_string())?;
-    Ok(snapshot.decide(&request, &entities))
+    let decision = snapshot.decide(&request, &entities);
+    let explanation = args
+        .explain
+        .then(|| snapshot.explain(&request, &entities, &decision));
+    Ok((decision, explanation))
 }
 
 fn test(args: &TestArgs) -> ExitCode {

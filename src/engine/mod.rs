@@ -26,7 +26,7 @@ use crate::decisionlog::{DecisionLog, DecisionRecord};
 use crate::entities::{EntityStore, Plan, ReachError, SchemaRef, Wanted};
 use crate::metrics::Metrics;
 use crate::policy::{
-    self, Decision, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
+    self, Decision, Explanation, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
 };
 use cache::{DecisionCache, DecisionKey};
 pub use search::{Found, FoundActions, PlanFailure, Planned, Search, SearchError, Searched};
@@ -172,6 +172,30 @@ pub struct Decided {
     pub store_revision: u64,
     /// Served from the decision cache.
     pub cached: bool,
+    /// Why, at the level of conditions, when asked for
+    /// ([`Engine::decide_explained`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+/// What [`Engine::evaluate`] computed.
+struct Evaluated {
+    decision: Decision,
+    /// The store revision of the entities it was made on (`None` when it
+    /// failed before reading any).
+    revision: Option<u64>,
+    explanation: Option<Explanation>,
+}
+
+impl Evaluated {
+    /// A Deny with `error`, before any entity was read.
+    fn refused(error: impl ToString) -> Self {
+        Self {
+            decision: Decision::deny_with_error(error),
+            revision: None,
+            explanation: None,
+        }
+    }
 }
 
 /// The outcome of a reload attempt, kept for `GET /v1/policies`.
@@ -280,12 +304,19 @@ impl Engine {
     /// Decides one request. Never fails: errors are Denies (fail closed).
     pub async fn decide(&self, request: &AuthzRequest, request_id: &str) -> Decided {
         let loaded = self.current();
-        self.decide_with(&loaded, request, request_id).await
+        self.decide_with(&loaded, request, request_id, false).await
+    }
+
+    /// Decides `request` and explains the decision from the same policies
+    /// and entities (never from the cache, whose entry has no explanation).
+    pub async fn decide_explained(&self, request: &AuthzRequest, request_id: &str) -> Decided {
+        let loaded = self.current();
+        self.decide_with(&loaded, request, request_id, true).await
     }
 
     /// Decides a batch against one snapshot, in order.
     pub async fn decide_batch(&self, requests: &[AuthzRequest], request_id: &str) -> Vec<Decided> {
-        self.decide_batch_until(requests, request_id, |_| false)
+        self.decide_batch_until(requests, request_id, false, |_| false)
             .await
     }
 
@@ -296,12 +327,15 @@ impl Engine {
         &self,
         requests: &[AuthzRequest],
         request_id: &str,
+        explain: bool,
         stop: impl Fn(&Decided) -> bool,
     ) -> Vec<Decided> {
         let loaded = self.current();
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
-            let decided = self.decide_with(&loaded, request, request_id).await;
+            let decided = self
+                .decide_with(&loaded, request, request_id, explain)
+                .await;
             let done = stop(&decided);
             out.push(decided);
             if done {
@@ -317,6 +351,7 @@ impl Engine {
         loaded: &Loaded,
         request: &AuthzRequest,
         request_id: &str,
+        explain: bool,
     ) -> Decided {
         let started = Instant::now();
         // The revision before the epoch (writers move them the other way
@@ -334,23 +369,29 @@ impl Engine {
         };
         let request = conformed.as_ref().unwrap_or(request);
         let key = match &parsed {
-            Ok(p) if request.entities.is_empty() && self.decisions.enabled() => Some(
+            Ok(p) if !explain && request.entities.is_empty() && self.decisions.enabled() => Some(
                 DecisionKey::new(loaded.revision, epoch, p, &request.context),
             ),
             _ => None,
         };
         let cached = key.as_ref().and_then(|k| self.decisions.get(k));
+        let mut explanation = None;
         let (decision, hit) = match cached {
             Some(decision) => (decision, true),
             None => {
                 let decision = match parsed {
                     Ok(uids) => {
-                        let (decision, at) = self.evaluate(loaded, uids, request).await;
-                        store_revision = at.unwrap_or(store_revision);
-                        decision
+                        let evaluated = self.evaluate(loaded, uids, request, explain).await;
+                        store_revision = evaluated.revision.unwrap_or(store_revision);
+                        explanation = evaluated.explanation;
+                        evaluated.decision
                     }
                     Err(e) => Decision::deny_with_error(e),
                 };
+                if explain && explanation.is_none() {
+                    // Refused before evaluation: the errors are the explanation.
+                    explanation = Some(Explanation::default());
+                }
                 // Errors may be transient (an unreachable store): never cache them.
                 if let Some(key) = key.filter(|_| decision.errors.is_empty()) {
                     self.decisions.insert(key, decision.clone());
@@ -375,17 +416,19 @@ impl Engine {
             policy_revision: loaded.revision,
             store_revision,
             cached: hit,
+            explanation,
         }
     }
 
-    /// The decision, and the store revision of the entities it was made on
-    /// (`None` when it failed before reading any).
+    /// The decision, the store revision of the entities it was made on,
+    /// and its explanation when `explain`.
     async fn evaluate(
         &self,
         loaded: &Loaded,
         uids: RequestUids,
         request: &AuthzRequest,
-    ) -> (Decision, Option<u64>) {
+        explain: bool,
+    ) -> Evaluated {
         let snapshot = &loaded.snapshot;
         let RequestUids {
             principal,
@@ -394,7 +437,7 @@ impl Engine {
         } = uids;
         let cedar_request = match snapshot.request(principal, action, resource, &request.context) {
             Ok(r) => r,
-            Err(e) => return (Decision::deny_with_error(e), None),
+            Err(e) => return Evaluated::refused(e),
         };
         // A validated request always names its principal, action and resource.
         let (Some(principal), Some(action), Some(resource)) = (
@@ -402,14 +445,11 @@ impl Engine {
             cedar_request.action(),
             cedar_request.resource(),
         ) else {
-            return (
-                Decision::deny_with_error("the request lost its principal, action or resource"),
-                None,
-            );
+            return Evaluated::refused("the request lost its principal, action or resource");
         };
         let extra = match request_entities(loaded, &request.entities) {
             Ok(extra) => extra,
-            Err(e) => return (Decision::deny_with_error(e), None),
+            Err(e) => return Evaluated::refused(e),
         };
         let wanted = loaded.wanted(
             [principal, resource],
@@ -419,14 +459,21 @@ impl Engine {
         );
         match self.store.slice(loaded.schema_ref(), wanted).await {
             Ok((entities, revision)) => {
-                (snapshot.decide(&cedar_request, &entities), Some(revision))
+                let decision = snapshot.decide(&cedar_request, &entities);
+                let explanation =
+                    explain.then(|| snapshot.explain(&cedar_request, &entities, &decision));
+                Evaluated {
+                    decision,
+                    revision: Some(revision),
+                    explanation,
+                }
             }
             Err(e) => {
                 let message = e.to_string();
                 if let Some(repeats) = self.errors.admit(&message, Instant::now()) {
                     tracing::error!(error = %message, repeats, "cannot load entities for a decision (denied)");
                 }
-                (Decision::deny_with_error(message), None)
+                Evaluated::refused(message)
             }
         }
     }

@@ -22,6 +22,7 @@ use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::extract::{ApiJson, MinRevision, RequestId};
 use super::native::MAX_BATCH;
 use crate::engine::{AuthzRequest, Decided, Describer, Shape};
+use crate::policy::Explanation;
 
 /// A subject or resource.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -63,6 +64,18 @@ pub struct EvaluationRequest {
     /// are ignored).
     #[serde(default)]
     pub context: Option<Value>,
+    /// cedargate's options (`{"explain": true}`).
+    #[serde(default)]
+    pub options: EvaluationOptions,
+}
+
+/// Options of one evaluation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct EvaluationOptions {
+    /// Explain the decision at the level of conditions, in
+    /// `context.reason_admin` (never served from the decision cache).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// One item of a batch; a part it omits is the batch's, whole (a subject
@@ -98,6 +111,9 @@ pub struct Options {
     /// `execute_all` (default), `deny_on_first_deny` or `permit_on_first_permit`.
     #[serde(default)]
     pub evaluations_semantic: Semantic,
+    /// Explain every decision (cedargate's extension).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// `POST /access/v1/evaluations`.
@@ -173,6 +189,10 @@ pub struct ReasonAdmin {
     pub policies: Vec<String>,
     /// Errors met (any error makes the decision a deny).
     pub errors: Vec<String>,
+    /// The decision at the level of conditions, when asked for
+    /// (`options.explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
 }
 
 /// The decisions of a batch, in order (shorter than the request when a
@@ -259,6 +279,11 @@ fn respond(decided: Decided) -> EvaluationResponse {
         (false, true, true) => "no policy permits this request".to_owned(),
         (false, false, true) => format!("forbidden by {}", d.reasons.join(", ")),
     };
+    if let Some(why) = decided.explanation.as_ref().map(Explanation::summary)
+        && !why.is_empty()
+    {
+        summary = format!("{summary}: {why}");
+    }
     if !d.unknown_entities.is_empty() {
         summary.push_str(&format!(
             " (not in the entity store: {})",
@@ -272,6 +297,7 @@ fn respond(decided: Decided) -> EvaluationResponse {
                 en: summary,
                 policies: d.reasons,
                 errors: d.errors,
+                explanation: decided.explanation,
             },
             unknown_entities: d.unknown_entities,
             policy_revision: decided.policy_revision,
@@ -319,7 +345,12 @@ pub async fn evaluation(
         &req.resource,
         req.context.as_ref(),
     );
-    Ok(Json(respond(state.engine.decide(&request, &id).await)))
+    let decided = if req.options.explain {
+        state.engine.decide_explained(&request, &id).await
+    } else {
+        state.engine.decide(&request, &id).await
+    };
+    Ok(Json(respond(decided)))
 }
 
 /// The parts of a batch item with the batch's defaults filled in: each
@@ -391,7 +422,11 @@ pub async fn evaluations(
     if req.evaluations.is_empty() {
         // Without items, the request is a single evaluation of the defaults.
         let request = item_request(&req, Map::new()).map_err(ApiError::bad_request)?;
-        let decided = state.engine.decide(&request, &id).await;
+        let decided = if req.options.explain {
+            state.engine.decide_explained(&request, &id).await
+        } else {
+            state.engine.decide(&request, &id).await
+        };
         return Ok(Json(EvaluationsOrOne::One(respond(decided))));
     }
     let semantic = req.options.evaluations_semantic;
@@ -420,7 +455,9 @@ pub async fn evaluations(
         .collect();
     let mut decided = state
         .engine
-        .decide_batch_until(&valid, &id, |d| stops(d.decision.allow))
+        .decide_batch_until(&valid, &id, req.options.explain, |d| {
+            stops(d.decision.allow)
+        })
         .await
         .into_iter();
     let mut out = Vec::with_capacity(items.len());

@@ -9,6 +9,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, MinRevision, RequestId};
 use crate::engine::{AuthzRequest, Decided, Describer, Shape};
+use crate::policy::Explanation;
 
 /// Largest batch accepted in one call.
 pub const MAX_BATCH: usize = 10_000;
@@ -35,6 +36,10 @@ pub struct IsAuthorizedRequest {
     /// the same.
     #[serde(default)]
     pub min_revision: Option<u64>,
+    /// Explain the decision at the level of conditions (`explanation` in
+    /// the answer): never served from the decision cache.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 impl From<IsAuthorizedRequest> for AuthzRequest {
@@ -82,6 +87,11 @@ pub struct IsAuthorizedResponse {
     pub store_revision: u64,
     /// Served from the decision cache.
     pub cached: bool,
+    /// Why, when the request asked (`explain: true`): for a Deny the
+    /// permits in scope with their first condition that did not hold,
+    /// then the forbids that fired; for an Allow the permits that did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
 }
 
 impl From<Decided> for IsAuthorizedResponse {
@@ -94,6 +104,7 @@ impl From<Decided> for IsAuthorizedResponse {
             policy_revision: d.policy_revision,
             store_revision: d.store_revision,
             cached: d.cached,
+            explanation: d.explanation,
         }
     }
 }
@@ -106,6 +117,10 @@ pub struct BatchRequest {
     /// Decide only on store state at or after this revision.
     #[serde(default)]
     pub min_revision: Option<u64>,
+    /// Explain every decision of the batch (as does `explain` on any of
+    /// its requests).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// The answers, in request order.
@@ -133,7 +148,14 @@ pub async fn is_authorized(
     ApiJson(request): ApiJson<IsAuthorizedRequest>,
 ) -> Result<Json<IsAuthorizedResponse>, ApiError> {
     state.engine.at_least(min.or(request.min_revision)).await?;
-    Ok(Json(state.engine.decide(&request.into(), &id).await.into()))
+    let explain = request.explain;
+    let request = request.into();
+    let decided = if explain {
+        state.engine.decide_explained(&request, &id).await
+    } else {
+        state.engine.decide(&request, &id).await
+    };
+    Ok(Json(decided.into()))
 }
 
 /// Decides up to 10,000 requests against one policy revision.
@@ -159,8 +181,12 @@ pub async fn is_authorized_batch(
         )));
     }
     state.engine.at_least(min.or(batch.min_revision)).await?;
+    let explain = batch.explain || batch.requests.iter().any(|r| r.explain);
     let requests: Vec<AuthzRequest> = batch.requests.into_iter().map(Into::into).collect();
-    let results = state.engine.decide_batch(&requests, &id).await;
+    let results = state
+        .engine
+        .decide_batch_until(&requests, &id, explain, |_| false)
+        .await;
     Ok(Json(BatchResponse {
         results: results.into_iter().map(Into::into).collect(),
     }))

@@ -7,6 +7,7 @@
 mod conform;
 mod deref;
 mod error;
+mod explain;
 pub mod fmt;
 mod load;
 mod narrow;
@@ -25,6 +26,7 @@ use cedar_policy::{
 use serde::Serialize;
 
 pub use error::{LoadError, RequestError, render_report};
+pub use explain::{Determining, Explanation, Unsatisfied};
 pub(crate) use load::list_files;
 pub use load::load;
 pub use partial::{Residuals, Side};

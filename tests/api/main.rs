@@ -43,6 +43,7 @@ mod cli;
 mod conformance;
 mod contract;
 mod entities;
+mod explain;
 mod helpers;
 mod invite_helpers;
 mod invites;
