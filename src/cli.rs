@@ -59,6 +59,16 @@ pub enum Command {
     /// authorizer, as a test case to paste into a suite. Exits 1 when
     /// anything is not proved.
     Prove(ProveArgs),
+    /// Prove two policy directories equivalent in every request
+    /// environment of the schema, or show a request and entities on which
+    /// they decide differently (needs cvc5, like `prove`). Exits 1 when
+    /// they differ.
+    Diff(crate::assurance::diff::DiffArgs),
+    /// Decide the requests of a decision log (written with
+    /// `--decision-log-requests`) again, on the store's current entities,
+    /// with the policies in force and with a candidate set, and print how
+    /// many change and which, grouped by action, change and policies.
+    Replay(crate::replay::ReplayArgs),
     /// System administrators (bootstrap: the first one cannot be invited).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -250,6 +260,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Test(args) => test(&args),
         Command::Prove(args) => prove(&args),
+        Command::Diff(args) => crate::assurance::diff::run(&args),
+        Command::Replay(args) => replay(&args),
         Command::Admin(command) => block_on(admin(command)),
         Command::Org(command) => block_on(org(command)),
         Command::Audit(args) => block_on(audit(args)),
@@ -309,6 +321,16 @@ fn plan_output(args: &PlanArgs) -> Result<String, String> {
             policy::to_sql(&condition, &columns).map_err(|e| e.to_string())
         }
     }
+}
+
+fn replay(args: &crate::replay::ReplayArgs) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(crate::replay::run(args)));
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -82,6 +82,18 @@ pub struct ServeConfig {
     #[arg(long, env = "CEDARGATE_DECISION_LOG_SAMPLE", default_value_t = 1.0)]
     pub decision_log_sample: f64,
 
+    /// Log whole requests: each decision's context and request-scoped
+    /// entities too, so that `cedargate replay` can decide them again.
+    /// Off by default: the context may carry host data.
+    #[arg(long, env = "CEDARGATE_DECISION_LOG_REQUESTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub decision_log_requests: bool,
+
+    /// Context keys whose values the decision log replaces with
+    /// `<redacted>` (at any depth; comma-separated), with
+    /// `--decision-log-requests`.
+    #[arg(long, env = "CEDARGATE_DECISION_LOG_REDACT", value_delimiter = ',')]
+    pub decision_log_redact: Vec<String>,
+
     /// Reload the policies when a file under the policy or schema
     /// directory changes.
     #[arg(long, env = "CEDARGATE_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
@@ -291,6 +303,8 @@ impl ServeConfig {
             entity_cache_capacity: 10_000,
             decision_log: "off".to_owned(),
             decision_log_sample: 1.0,
+            decision_log_requests: false,
+            decision_log_redact: Vec::new(),
             watch: false,
             watch_settle_ms: 100,
             reload_test_gate: true,

@@ -1,6 +1,8 @@
 //! The decision log: one JSON line per (sampled) decision, to stdout or a
-//! file. It records who asked what and the answer, never tokens or context
-//! values (the context may carry host data; only its keys are logged).
+//! file. It records who asked what and the answer, never tokens. Context
+//! values stay out (the context may carry host data) unless the operator
+//! asks for whole requests (`--decision-log-requests`, what `cedargate
+//! replay` needs), and then without the keys named for redaction.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -22,7 +24,14 @@ enum Sink {
 pub struct DecisionLog {
     sink: Sink,
     sample: f64,
+    /// Log each request's context and request-scoped entities.
+    requests: bool,
+    /// Context keys (at any depth) dropped from logged requests.
+    redact: Vec<String>,
 }
+
+/// What replaces a redacted context value.
+pub const REDACTED: &str = "<redacted>";
 
 /// One logged decision.
 #[derive(Debug, Serialize)]
@@ -49,6 +58,16 @@ pub struct DecisionRecord<'a> {
     pub latency_us: u128,
     /// Served from the decision cache.
     pub cached: bool,
+    /// The request's context, its redacted keys replaced by
+    /// [`REDACTED`] (only with `--decision-log-requests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
+    /// The request-scoped entities (only with `--decision-log-requests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<&'a [serde_json::Value]>,
+    /// The context keys that were redacted.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub redacted: &'a [String],
 }
 
 impl DecisionLog {
@@ -68,7 +87,37 @@ impl DecisionLog {
         Ok(Self {
             sink,
             sample: sample.clamp(0.0, 1.0),
+            requests: false,
+            redact: Vec::new(),
         })
+    }
+
+    /// Also logs each request's context (without the `redact` keys, at any
+    /// depth) and request-scoped entities, so that `cedargate replay` can
+    /// decide them again.
+    pub fn with_requests(mut self, redact: Vec<String>) -> Self {
+        self.requests = true;
+        self.redact = redact;
+        self
+    }
+
+    /// Whether requests are logged whole.
+    pub fn logs_requests(&self) -> bool {
+        self.requests
+    }
+
+    /// `context` as logged: each redacted key's value replaced, and the
+    /// keys that were.
+    pub fn redacted_context(
+        &self,
+        context: &serde_json::Value,
+    ) -> (serde_json::Value, Vec<String>) {
+        let mut context = context.clone();
+        let mut hit = Vec::new();
+        redact(&mut context, &self.redact, &mut hit);
+        hit.sort();
+        hit.dedup();
+        (context, hit)
     }
 
     /// A log that writes nothing.
@@ -76,6 +125,8 @@ impl DecisionLog {
         Self {
             sink: Sink::Off,
             sample: 0.0,
+            requests: false,
+            redact: Vec::new(),
         }
     }
 
@@ -103,6 +154,23 @@ impl DecisionLog {
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot write the decision log");
         }
+    }
+}
+
+fn redact(value: &mut serde_json::Value, keys: &[String], hit: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if keys.iter().any(|k| k == key) {
+                    *v = serde_json::Value::String(REDACTED.to_owned());
+                    hit.push(key.clone());
+                } else {
+                    redact(v, keys, hit);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, keys, hit)),
+        _ => {}
     }
 }
 
@@ -207,6 +275,19 @@ mod tests {
         assert!(!out[0].contains("hunter2"), "{out:?}");
         assert!(!out[0].contains("4711"), "{out:?}");
         assert!(out[0].contains("`mfa`"), "the key stays: {out:?}");
+    }
+
+    #[test]
+    fn redacted_keys_are_replaced_at_any_depth_and_named() {
+        let log = DecisionLog::off().with_requests(vec!["ssn".to_owned(), "token".to_owned()]);
+        let (context, hit) = log.redacted_context(
+            &json!({"mfa": true, "ssn": "123-45", "device": {"token": "abc", "os": "ios"}}),
+        );
+        assert_eq!(
+            context,
+            json!({"mfa": true, "ssn": REDACTED, "device": {"token": REDACTED, "os": "ios"}})
+        );
+        assert_eq!(hit, vec!["ssn".to_owned(), "token".to_owned()]);
     }
 
     #[test]

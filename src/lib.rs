@@ -33,6 +33,8 @@ pub mod metrics;
 pub mod policy;
 /// YAML policy test suites, coverage and JUnit output.
 pub mod policytest;
+/// `cedargate replay`: logged requests decided again under candidate policies.
+pub mod replay;
 /// The HTTP server loop: connection cap, header and idle timeouts.
 pub mod server;
 /// Building and running the server.

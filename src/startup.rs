@@ -170,8 +170,11 @@ impl Application {
         }
 
         let metrics = Arc::new(Metrics::default());
-        let log = DecisionLog::open(&config.decision_log, config.decision_log_sample)
+        let mut log = DecisionLog::open(&config.decision_log, config.decision_log_sample)
             .with_context(|| format!("cannot open the decision log `{}`", config.decision_log))?;
+        if config.decision_log_requests {
+            log = log.with_requests(config.decision_log_redact.clone());
+        }
         let engine = Arc::new(
             Engine::new(
                 config.policy.clone(),

@@ -5,6 +5,7 @@
 //! policy set that breaks one ([`check_invariants`]).
 
 pub mod command;
+pub mod diff;
 pub mod invariants;
 pub mod prove;
 pub mod report;

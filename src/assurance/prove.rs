@@ -168,7 +168,7 @@ pub async fn prove(
     })
 }
 
-fn new_compiler(
+pub(super) fn new_compiler(
     cvc5: &Cvc5,
     time_limit: Duration,
 ) -> Result<CedarSymCompiler<LocalSolver>, SolverError> {
@@ -394,7 +394,7 @@ impl Run<'_> {
 
 /// A SymCC error with its causes and, for a policy that does not type-check,
 /// the validator's errors (which SymCC keeps as related diagnostics).
-fn symcc_error(e: &cedar_policy_symcc::err::Error) -> String {
+pub(super) fn symcc_error(e: &cedar_policy_symcc::err::Error) -> String {
     let mut text = with_causes(e);
     if let cedar_policy_symcc::err::Error::PolicyNotWellTyped { errs } = e {
         for err in errs {
@@ -406,7 +406,7 @@ fn symcc_error(e: &cedar_policy_symcc::err::Error) -> String {
 }
 
 /// `User, Action::"organization.manage", Organization`.
-fn env_label(env: &RequestEnv) -> String {
+pub(super) fn env_label(env: &RequestEnv) -> String {
     format!("{}, {}, {}", env.principal(), env.action(), env.resource())
 }
 
@@ -435,25 +435,7 @@ fn counterexample(
         .context()
         .and_then(|c| c.to_json_value().ok())
         .unwrap_or_else(|| serde_json::json!({}));
-    let entities = match found.entities.to_json_value() {
-        Ok(serde_json::Value::Array(all)) => {
-            let mut kept: Vec<_> = all.into_iter().filter(|e| !is_action_entity(e)).collect();
-            // The store's order is a hash map's: sort so that a rerun prints
-            // the same case.
-            kept.sort_by_cached_key(|e| {
-                let part = |key: &str| {
-                    e.pointer(&format!("/uid/{key}"))
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                (part("type"), part("id"))
-            });
-            kept
-        }
-        _ => Vec::new(),
-    };
-    let entities = serde_json::Value::Array(entities);
+    let entities = case_entities(found);
     let decision = recheck(snapshot, request, &context, &entities)
         .unwrap_or_else(|e| Decision::deny_with_error(format!("the case is refused: {e}")));
     let (expect, confirmed) = match expectation {
@@ -476,6 +458,27 @@ fn counterexample(
     }
 }
 
+/// The solver's entities without the action entities (the schema gives
+/// those), in a stable order, so that a rerun prints the same case.
+pub(super) fn case_entities(found: &Env) -> serde_json::Value {
+    let mut kept: Vec<_> = match found.entities.to_json_value() {
+        Ok(serde_json::Value::Array(all)) => {
+            all.into_iter().filter(|e| !is_action_entity(e)).collect()
+        }
+        _ => Vec::new(),
+    };
+    kept.sort_by_cached_key(|e| {
+        let part = |key: &str| {
+            e.pointer(&format!("/uid/{key}"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (part("type"), part("id"))
+    });
+    serde_json::Value::Array(kept)
+}
+
 fn is_action_entity(entity: &serde_json::Value) -> bool {
     entity
         .pointer("/uid/type")
@@ -483,7 +486,7 @@ fn is_action_entity(entity: &serde_json::Value) -> bool {
         .is_some_and(|t| t == "Action" || t.ends_with("::Action"))
 }
 
-fn recheck(
+pub(super) fn recheck(
     snapshot: &PolicySnapshot,
     request: &cedar_policy::Request,
     context: &serde_json::Value,

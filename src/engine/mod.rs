@@ -512,6 +512,12 @@ impl Engine {
                 .unwrap_or_else(|_| other.to_string()),
         };
         let time_ms = crate::clock::unix_now_ms();
+        let (context, redacted) = if self.log.logs_requests() {
+            let (context, redacted) = self.log.redacted_context(&request.context);
+            (Some(context), redacted)
+        } else {
+            (None, Vec::new())
+        };
         self.log.write(&DecisionRecord {
             request_id,
             time_ms,
@@ -524,6 +530,12 @@ impl Engine {
             policy_revision: revision,
             latency_us: elapsed.as_micros(),
             cached,
+            context,
+            entities: self
+                .log
+                .logs_requests()
+                .then_some(request.entities.as_slice()),
+            redacted: &redacted,
         });
     }
 

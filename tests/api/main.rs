@@ -45,6 +45,7 @@ mod contract;
 mod entities;
 mod explain;
 mod helpers;
+mod impact;
 mod invite_helpers;
 mod invites;
 mod onboarding;

@@ -11,7 +11,7 @@ use predicates::prelude::*;
 const NEEDS_CVC5: &str = "needs cvc5 1.3.1: run `bash tests/run.sh` (or set CVC5)";
 
 /// `$CVC5`, else the repository's adapter when its virtualenv is there.
-fn cvc5() -> PathBuf {
+pub(crate) fn cvc5() -> PathBuf {
     if let Some(path) = std::env::var_os("CVC5").filter(|v| !v.is_empty()) {
         return PathBuf::from(path);
     }
