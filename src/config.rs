@@ -172,10 +172,26 @@ pub struct InviteArgs {
 
     /// Where e-mail goes: a directory (`file:///var/mail/cedargate` or a
     /// path; each message one `.eml` file) or an SMTP server
-    /// (`smtp://host:25`, `smtps://user:password@host:465`). Default: the
-    /// `outbox/` directory beside the SQLite database.
+    /// (`smtp://host:25`, `smtps://user:password@host:465`,
+    /// `smtp://user:password@host:587?tls=required` for STARTTLS).
+    /// Credentials require TLS (`smtps://` or `?tls=required`): without it
+    /// the server refuses to start, unless `--smtp-allow-plaintext-auth`.
+    /// Default: the `outbox/` directory beside the SQLite database.
     #[arg(long, env = "CEDARGATE_MAIL_URL", hide_env_values = true)]
     pub mail_url: Option<String>,
+
+    /// Longest time one SMTP delivery may take, from the connection to the
+    /// server's answer to the message (e.g. `30s`, `2m`; from 1 second to
+    /// 10 minutes). A server that accepts the connection and never answers
+    /// fails the attempt, which is retried later with backoff.
+    #[arg(long, env = "CEDARGATE_SMTP_TIMEOUT", default_value = "30s", value_parser = parse_smtp_timeout)]
+    pub smtp_timeout: std::time::Duration,
+
+    /// Send SMTP credentials over a connection without TLS (`smtp://` with
+    /// a user and password but without `?tls=required`). Only for a relay
+    /// on this host: anyone on the path can read the password.
+    #[arg(long, env = "CEDARGATE_SMTP_ALLOW_PLAINTEXT_AUTH")]
+    pub smtp_allow_plaintext_auth: bool,
 
     /// Sender of every message.
     #[arg(
@@ -233,6 +249,25 @@ fn parse_invite_ttl(text: &str) -> Result<std::time::Duration, String> {
     Ok(ttl)
 }
 
+/// The shortest and longest limits of one SMTP delivery.
+const SMTP_TIMEOUT_BOUNDS: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(10 * 60),
+);
+
+/// Parses `--smtp-timeout`: a duration within [`SMTP_TIMEOUT_BOUNDS`].
+fn parse_smtp_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let (low, high) = SMTP_TIMEOUT_BOUNDS;
+    let bounds = "between 1 second (`1s`) and 10 minutes (`10m`)";
+    let limit = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{text}` is not a duration such as `30s` or `2m` ({e}); it must be {bounds}")
+    })?;
+    if limit < low || limit > high {
+        return Err(format!("`{text}` is out of range: it must be {bounds}"));
+    }
+    Ok(limit)
+}
+
 impl InviteArgs {
     /// Defaults for tests: mail into `mail_dir`, 7-day links.
     pub fn for_tests(mail_dir: &std::path::Path) -> Self {
@@ -240,6 +275,8 @@ impl InviteArgs {
             public_url: None,
             mail_url: Some(mail_dir.display().to_string()),
             mail_from: "cedargate <noreply@cedargate.localhost>".to_owned(),
+            smtp_timeout: crate::mail::MailOptions::default().timeout,
+            smtp_allow_plaintext_auth: false,
             invite_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
             invite_rate_limit: 500,
             generic_emails: crate::invites::rules::DEFAULT_GENERIC_LOCAL_PARTS
@@ -247,6 +284,14 @@ impl InviteArgs {
                 .map(|s| (*s).to_owned())
                 .collect(),
             allow_generic_emails: false,
+        }
+    }
+
+    /// How the mailer delivers.
+    pub fn mail_options(&self) -> crate::mail::MailOptions {
+        crate::mail::MailOptions {
+            timeout: self.smtp_timeout,
+            allow_plaintext_auth: self.smtp_allow_plaintext_auth,
         }
     }
 
@@ -407,6 +452,21 @@ mod tests {
     #[test]
     fn secret_debug_is_redacted() {
         assert_eq!(format!("{:?}", Secret::new("abc")), "Secret(***)");
+    }
+
+    #[test]
+    fn smtp_timeout_takes_durations_within_its_bounds() {
+        assert_eq!(parse_smtp_timeout("30s").map(|d| d.as_secs()), Ok(30));
+        assert_eq!(parse_smtp_timeout("2m").map(|d| d.as_secs()), Ok(120));
+        for text in ["0s", "500ms", "11m", "30", "never"] {
+            let refused = parse_smtp_timeout(text);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("between 1 second")),
+                "{text}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -55,7 +55,8 @@ impl Change {
         Ok(())
     }
 
-    /// Queues a message, sent only if this transaction commits.
+    /// Queues a message, sent only if this transaction commits; it replaces
+    /// an unsent message with the same dedupe key (see [`mail::enqueue`]).
     pub async fn enqueue(&mut self, now: i64, message: &Outgoing) -> Result<(), InviteError> {
         mail::enqueue(&mut self.tx, now, message).await?;
         self.mailed = true;

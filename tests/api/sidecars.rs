@@ -9,6 +9,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{TestApp, example_entity, uid};
+use crate::invite_helpers::ADMIN_EMAIL;
+use crate::onboarding::{ORG_ID, OWNER_EMAIL, create_org_inviting_the_owner, token_of};
+use crate::smtp::{Outbox, Patience, SmtpSink};
 
 /// A second sidecar on `a`'s database, configured by `configure`.
 async fn second_sidecar(a: &TestApp, configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
@@ -394,4 +397,109 @@ async fn every_invitation_service_change_answers_its_consistency_token() {
         .expect("a revision");
     assert_eq!(reply.body["revision"], header, "{}", reply.text);
     assert!(header > before, "{header} after {before}");
+}
+
+/// Invitations sent through two sidecars sharing one outbox.
+const SHARED_OUTBOX_INVITATIONS: usize = 300;
+
+/// A sidecar on the system clock mailing to `sink`, with a system
+/// administrator and [`ORG_ID`] whose owner accepted the e-mailed link.
+/// (The system clock, not a manual one: the two sidecars' clocks must
+/// agree, as real hosts' do, for their claims on the outbox to hold.)
+async fn org_on_the_system_clock(sink: &SmtpSink) -> TestApp {
+    let mail_url = sink.url();
+    let app = TestApp::spawn_with(|cfg| cfg.invites.mail_url = Some(mail_url)).await;
+    let args = cedargate::cli::StoreArgs {
+        database_url: app.config.database_url.clone(),
+        policy: app.config.policy.clone(),
+        invites: app.config.invites.clone(),
+    };
+    let (service, _mailer) = cedargate::startup::offline_service(&args)
+        .await
+        .unwrap_or_else(|e| panic!("the offline service does not open: {e:#}"));
+    let admin_id = service
+        .create_admin(
+            &cedargate::invites::Actor::cli(),
+            ADMIN_EMAIL,
+            "Sam",
+            "Admin",
+            cedargate::clock::unix_now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the system administrator is not created: {e}"));
+    let app = app.with_admin_id(admin_id);
+    create_org_inviting_the_owner(&app).await;
+    let link = sink.link_to(&app, OWNER_EMAIL).await;
+    let accepted = app.accept(token_of(&link)).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    app
+}
+
+on_both_backends!(
+    two_sidecars_sharing_one_outbox_send_each_invitation_once,
+    multi_thread
+);
+async fn two_sidecars_sharing_one_outbox_send_each_invitation_once() {
+    // Arrange: both sidecars deliver to one SMTP server that takes 30 ms
+    // to accept each message, so both workers find the same due messages.
+    let sink = SmtpSink::start().await;
+    let mut a = org_on_the_system_clock(&sink).await;
+    let mail_url = sink.url();
+    let mut b = second_sidecar(&a, |cfg| cfg.invites.mail_url = Some(mail_url)).await;
+    sink.slow_down(Duration::from_millis(30));
+    let emails: Vec<String> = (0..SHARED_OUTBOX_INVITATIONS)
+        .map(|i| format!("person{i}@acme.example"))
+        .collect();
+
+    // Act: the owner invites everyone, alternately through A and B, four
+    // requests at a time; then both outboxes drain.
+    let lane = |lane: usize| {
+        let (a, b, emails) = (&a, &b, &emails);
+        async move {
+            for (i, email) in emails.iter().enumerate().skip(lane).step_by(4) {
+                let via = if i % 2 == 0 { a } else { b };
+                let person = json!({"first_name": "Pat", "last_name": format!("Number {i}")});
+                let outcome = via.invited(OWNER_EMAIL, ORG_ID, email, person).await;
+                assert_eq!(outcome["outcome"], "invited", "{outcome}");
+            }
+        }
+    };
+    tokio::join!(lane(0), lane(1), lane(2), lane(3));
+    let outbox = Outbox::open(&a).await;
+    // Generous: 300 messages at 30 ms each on a machine that may be busy.
+    let mut patience = Patience::for_at_most(
+        "both sidecars to deliver every invitation",
+        Duration::from_secs(180),
+    );
+    loop {
+        let (unsent,): (i64,) = sqlx::query_as("select count(*) from outbox where sent_at is null")
+            .fetch_one(&outbox.0)
+            .await
+            .expect("the outbox is readable");
+        let received = sink.received();
+        let all_arrived = emails
+            .iter()
+            .all(|e| received.iter().any(|m| m.to.contains(e)));
+        if unsent == 0 && all_arrived {
+            break;
+        }
+        patience.pause().await;
+    }
+    // Neither worker may still be sending what it took before.
+    a.stop().await;
+    b.stop().await;
+
+    // Assert
+    let received = sink.received();
+    let per_person: Vec<usize> = emails
+        .iter()
+        .map(|e| received.iter().filter(|m| m.to.contains(e)).count())
+        .collect();
+    let total: usize = per_person.iter().sum();
+    eprintln!(
+        "{SHARED_OUTBOX_INVITATIONS} invitations through two sidecars: {total} messages received"
+    );
+    let twice = per_person.iter().filter(|&&n| n > 1).count();
+    assert_eq!(twice, 0, "{twice} people were mailed more than once");
+    assert_eq!(total, SHARED_OUTBOX_INVITATIONS);
 }

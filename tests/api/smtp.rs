@@ -1,8 +1,9 @@
 //! Delivery over SMTP (`--mail-url smtp://…`) to a minimal SMTP server
-//! written here, which records what it receives or refuses every sender;
-//! and the outbox's record of failed deliveries and their retries.
+//! written here, which records what it receives, refuses every sender, or
+//! accepts connections and never answers; and the outbox's record of
+//! failed deliveries and their retries.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,29 +25,34 @@ use crate::onboarding::{
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The person the owner invites.
-const RITA_EMAIL: &str = "rita@acme.example";
+pub const RITA_EMAIL: &str = "rita@acme.example";
 
 /// Bounded polling: `loop { if done { break } patience.pause().await }`,
 /// failing the test after [`DEADLINE`].
-struct Patience {
+pub struct Patience {
     what: String,
     deadline: Instant,
     pause: Duration,
 }
 
 impl Patience {
-    fn new(what: impl Into<String>) -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
+        Self::for_at_most(what, DEADLINE)
+    }
+
+    /// Patience failing the test after `limit` instead of [`DEADLINE`].
+    pub fn for_at_most(what: impl Into<String>, limit: Duration) -> Self {
         Self {
             what: what.into(),
-            deadline: Instant::now() + DEADLINE,
+            deadline: Instant::now() + limit,
             pause: Duration::from_millis(10),
         }
     }
 
-    async fn pause(&mut self) {
+    pub async fn pause(&mut self) {
         assert!(
             Instant::now() < self.deadline,
-            "gave up after {DEADLINE:?} waiting for {}",
+            "gave up waiting for {}",
             self.what
         );
         tokio::time::sleep(self.pause).await;
@@ -56,58 +62,86 @@ impl Patience {
 
 /// One message as the SMTP server received it.
 #[derive(Debug, Clone)]
-struct Received {
+pub struct Received {
     /// The envelope sender (`MAIL FROM`).
-    from: String,
+    pub from: String,
     /// The envelope recipients (`RCPT TO`).
-    to: Vec<String>,
+    pub to: Vec<String>,
     /// The message, dot-stuffing removed, lines ending in CRLF.
-    data: String,
+    pub data: String,
+}
+
+/// How the SMTP server behaves, changed by the test while it runs.
+#[derive(Debug, Default)]
+struct Behaviour {
+    /// Answer `554` to MAIL FROM.
+    refusing: AtomicBool,
+    /// Accept new connections and never say anything on them.
+    silent: AtomicBool,
+    /// Milliseconds to wait before accepting each message's data.
+    delay_ms: AtomicU64,
 }
 
 /// A local SMTP server on a random port. It answers EHLO/HELO, MAIL FROM,
 /// RCPT TO, DATA, RSET, NOOP and QUIT, and records every message; while
-/// `refusing`, it answers `554` to MAIL FROM.
+/// `refusing`, it answers `554` to MAIL FROM; while `silent`, it accepts
+/// connections and never answers.
 #[derive(Debug)]
-struct SmtpSink {
+pub struct SmtpSink {
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
-    refusing: Arc<AtomicBool>,
+    behaviour: Arc<Behaviour>,
     server: JoinHandle<()>,
 }
 
 impl SmtpSink {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the SMTP server");
         let port = listener.local_addr().expect("the bound address").port();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let refusing = Arc::new(AtomicBool::new(false));
+        let behaviour = Arc::new(Behaviour::default());
         let server = tokio::spawn({
             let received = received.clone();
-            let refusing = refusing.clone();
+            let behaviour = behaviour.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(session(stream, received.clone(), refusing.clone()));
+                    if behaviour.silent.load(Ordering::SeqCst) {
+                        tokio::spawn(say_nothing(stream));
+                    } else {
+                        tokio::spawn(session(stream, received.clone(), behaviour.clone()));
+                    }
                 }
             }
         });
         Self {
             port,
             received,
-            refusing,
+            behaviour,
             server,
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
     /// From now on, answer `554` to every sender (or stop doing so).
-    fn refuse_senders(&self, refusing: bool) {
-        self.refusing.store(refusing, Ordering::SeqCst);
+    pub fn refuse_senders(&self, refusing: bool) {
+        self.behaviour.refusing.store(refusing, Ordering::SeqCst);
+    }
+
+    /// From now on, accept connections and never answer on them (or stop
+    /// doing so; connections already held stay silent).
+    pub fn fall_silent(&self, silent: bool) {
+        self.behaviour.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// From now on, take `delay` to accept each message's data.
+    pub fn slow_down(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.behaviour.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Stops listening: connections to the port are refused from now on.
@@ -116,12 +150,12 @@ impl SmtpSink {
         let _ = (&mut self.server).await;
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("the message list").clone()
     }
 
     /// Waits for the message to `to`.
-    async fn message_to(&self, to: &str) -> Received {
+    pub async fn message_to(&self, to: &str) -> Received {
         let mut patience = Patience::new(format!("a message to {to} over SMTP"));
         loop {
             let found = self
@@ -136,7 +170,7 @@ impl SmtpSink {
     }
 
     /// The invitation link of the message to `to`.
-    async fn link_to(&self, app: &TestApp, to: &str) -> String {
+    pub async fn link_to(&self, app: &TestApp, to: &str) -> String {
         let message = self.message_to(to).await;
         invite_link(&app.address, &message_body(&message.data))
     }
@@ -157,11 +191,19 @@ fn path_of(argument: &str) -> String {
         .unwrap_or_else(|| argument.trim().to_owned())
 }
 
+/// A connection accepted and never answered: held until the client
+/// closes it.
+async fn say_nothing(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut sink = [0u8; 1024];
+    while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+    Ok(())
+}
+
 /// One SMTP session (RFC 5321, the commands a client needs to send).
 async fn session(
     stream: TcpStream,
     received: Arc<Mutex<Vec<Received>>>,
-    refusing: Arc<AtomicBool>,
+    behaviour: Arc<Behaviour>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
@@ -178,7 +220,7 @@ async fn session(
         let reply = if verb.starts_with("EHLO") || verb.starts_with("HELO") {
             "250 sink.test".to_owned()
         } else if verb.starts_with("MAIL FROM:") {
-            if refusing.load(Ordering::SeqCst) {
+            if behaviour.refusing.load(Ordering::SeqCst) {
                 "554 5.7.1 the test sink refuses every sender".to_owned()
             } else {
                 from = Some(path_of(&command["MAIL FROM:".len()..]));
@@ -211,6 +253,8 @@ async fn session(
                         data.push_str(text.strip_prefix('.').unwrap_or(text));
                         data.push_str("\r\n");
                     }
+                    let delay = behaviour.delay_ms.load(Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
                     received.lock().expect("the message list").push(Received {
                         from: sender,
                         to: std::mem::take(&mut to),
@@ -237,22 +281,22 @@ async fn session(
 
 /// The outbox row of the one message to `to`.
 #[derive(Debug)]
-struct OutboxRow {
-    attempts: i64,
-    last_error: Option<String>,
-    sent_at: Option<i64>,
-    invitation_id: Option<String>,
+pub struct OutboxRow {
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+    pub invitation_id: Option<String>,
 }
 
 /// The server's database, read (and, to skip retry delays, written) directly.
-struct Outbox(sqlx::AnyPool);
+pub struct Outbox(pub sqlx::AnyPool);
 
 impl Outbox {
-    async fn open(app: &TestApp) -> Self {
+    pub async fn open(app: &TestApp) -> Self {
         Self(app.db().await)
     }
 
-    async fn row(&self, to: &str) -> OutboxRow {
+    pub async fn row(&self, to: &str) -> OutboxRow {
         let (attempts, last_error, sent_at, invitation_id) = sqlx::query_as::<
             _,
             (i64, Option<String>, Option<i64>, Option<String>),
@@ -272,7 +316,7 @@ impl Outbox {
     }
 
     /// Waits until the message to `to` has had `attempts` delivery attempts.
-    async fn attempts_reach(&self, to: &str, attempts: i64) -> OutboxRow {
+    pub async fn attempts_reach(&self, to: &str, attempts: i64) -> OutboxRow {
         let mut patience = Patience::new(format!("delivery attempt {attempts} to {to}"));
         loop {
             let row = self.row(to).await;
@@ -285,7 +329,7 @@ impl Outbox {
 
     /// Makes the retry of the message to `to` due now instead of after its
     /// backoff (the mail worker picks it up within its 5-second poll).
-    async fn make_due(&self, to: &str) {
+    pub async fn make_due(&self, to: &str) {
         sqlx::query(
             "update outbox set next_attempt_at = 0 where recipient = $1 and sent_at is null",
         )
@@ -298,9 +342,21 @@ impl Outbox {
 
 /// A server sending its mail to `sink`, and [`ORG_ID`] whose owner
 /// accepted the e-mailed link.
-async fn org_with_an_active_owner(sink: &SmtpSink) -> TestApp {
+pub async fn org_with_an_active_owner(sink: &SmtpSink) -> TestApp {
+    org_with_an_active_owner_and(sink, |_| {}).await
+}
+
+/// [`org_with_an_active_owner`] with the configuration adjusted first.
+pub async fn org_with_an_active_owner_and(
+    sink: &SmtpSink,
+    configure: impl FnOnce(&mut cedargate::config::ServeConfig),
+) -> TestApp {
     let mail_url = sink.url();
-    let app = TestApp::spawn_with_admin_and(|cfg| cfg.invites.mail_url = Some(mail_url)).await;
+    let app = TestApp::spawn_with_admin_and(|cfg| {
+        cfg.invites.mail_url = Some(mail_url);
+        configure(cfg);
+    })
+    .await;
     create_org_inviting_the_owner(&app).await;
     let link = sink.link_to(&app, OWNER_EMAIL).await;
     let accepted = app.accept(token_of(&link)).await;
@@ -309,7 +365,7 @@ async fn org_with_an_active_owner(sink: &SmtpSink) -> TestApp {
 }
 
 /// The owner invites Rita; returns her user id.
-async fn invite_rita(app: &TestApp) -> String {
+pub async fn invite_rita(app: &TestApp) -> String {
     let outcome = app
         .invited(
             OWNER_EMAIL,
@@ -460,4 +516,57 @@ async fn an_unreachable_smtp_server_keeps_the_invitation_and_flags_the_member_af
         "the invitation is kept: {flagged}"
     );
     assert_eq!(flagged["invitation_delivery_failed"], true, "{flagged}");
+}
+
+/// A second invitee, whose message must not wait behind a stuck one.
+const BORIS_EMAIL: &str = "boris@acme.example";
+
+on_both_backends!(
+    a_server_that_never_answers_fails_each_attempt_within_the_limit_and_the_member_is_flagged
+);
+async fn a_server_that_never_answers_fails_each_attempt_within_the_limit_and_the_member_is_flagged()
+{
+    // Arrange: a short limit on each SMTP exchange.
+    let sink = SmtpSink::start().await;
+    let app = org_with_an_active_owner_and(&sink, |cfg| {
+        cfg.invites.smtp_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let outbox = Outbox::open(&app).await;
+    sink.fall_silent(true);
+
+    // Act: every connection is accepted and never answered.
+    invite_rita(&app).await;
+    let first = outbox.attempts_reach(RITA_EMAIL, 1).await;
+    for attempt in 2..=MAX_ATTEMPTS {
+        outbox.make_due(RITA_EMAIL).await;
+        outbox.attempts_reach(RITA_EMAIL, attempt).await;
+    }
+    let last = outbox.row(RITA_EMAIL).await;
+    let flagged = app.member(OWNER_EMAIL, ORG_ID, RITA_EMAIL).await;
+    sink.fall_silent(false);
+    let boris = app
+        .invited(
+            OWNER_EMAIL,
+            ORG_ID,
+            BORIS_EMAIL,
+            json!({"first_name": "Boris", "last_name": "Builder"}),
+        )
+        .await;
+    let boris_message = sink.message_to(BORIS_EMAIL).await;
+
+    // Assert
+    assert_eq!(first.sent_at, None, "{first:?}");
+    let error = first.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("no answer") && error.contains("2s"),
+        "the timeout is recorded as the attempt's error: {first:?}"
+    );
+    assert_eq!(last.attempts, MAX_ATTEMPTS, "{last:?}");
+    assert_eq!(last.sent_at, None, "{last:?}");
+    assert_eq!(flagged["invitation"], "PENDING", "{flagged}");
+    assert_eq!(flagged["invitation_delivery_failed"], true, "{flagged}");
+    assert_eq!(boris["outcome"], "invited", "{boris}");
+    assert_eq!(boris_message.to, [BORIS_EMAIL]);
+    assert!(!sink.received().iter().any(|m| m.to == [RITA_EMAIL]));
 }
