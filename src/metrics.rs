@@ -52,6 +52,9 @@ pub struct Metrics {
     pub change_notifications_connected: Gauge,
     /// Times the notification connection was lost.
     pub change_notification_losses: Counter,
+    /// Argon2 password hashes computed (one per accepted invitation that
+    /// sets a password).
+    pub password_hashes: Counter,
 }
 
 impl Default for Metrics {
@@ -68,6 +71,12 @@ impl Default for Metrics {
         let http_responses = Family::<StatusLabels, Counter>::default();
         let change_notifications_connected = Gauge::default();
         let change_notification_losses = Counter::default();
+        let password_hashes = Counter::default();
+        registry.register(
+            "password_hashes",
+            "Argon2 password hashes computed",
+            password_hashes.clone(),
+        );
         registry.register(
             "change_notifications_connected",
             "1 while PostgreSQL change notifications are received (else polling only)",
@@ -134,6 +143,7 @@ impl Default for Metrics {
             http_responses,
             change_notifications_connected,
             change_notification_losses,
+            password_hashes,
         }
     }
 }

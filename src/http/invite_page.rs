@@ -5,7 +5,11 @@
 //! The link's secret is in the page path (`/invite/<secret>`) only because
 //! an e-mail link must carry it; it is redacted from request spans, the
 //! page is `no-store` and `no-referrer`, and the forms post it in the body.
-//! Forms carry a double-submit CSRF token (cookie + hidden field).
+//! Forms carry a double-submit CSRF token bound to the link: the cookie
+//! holds a random secret (`HttpOnly`, `SameSite=Strict`, path `/invite`,
+//! `Secure` when the public URL is https), the hidden field a hash of that
+//! secret and the link, so a pair obtained on one link's page verifies no
+//! other link's form.
 
 use std::sync::LazyLock;
 
@@ -13,8 +17,10 @@ use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
 use minijinja::{Environment, context};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use axum::Router;
@@ -28,6 +34,7 @@ use crate::invites::service::{
     Acceptance, InvitationView, NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
     PasswordProblem,
 };
+use crate::invites::token::{hash_token, random_secret};
 use crate::invites::{InviteError, InviteService};
 
 const CSRF_COOKIE: &str = "cedargate_csrf";
@@ -47,11 +54,19 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
+/// The CSRF cookie a page sets.
+struct CsrfCookie<'a> {
+    /// The random secret.
+    secret: &'a str,
+    /// People reach the page over https.
+    secure: bool,
+}
+
 fn render(
     status: StatusCode,
     name: &str,
     ctx: minijinja::Value,
-    csrf_cookie: Option<&str>,
+    csrf_cookie: Option<CsrfCookie<'_>>,
 ) -> Response {
     let body = TEMPLATES
         .get_template(name)
@@ -72,9 +87,10 @@ fn render(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
-    if let Some(value) = csrf_cookie
+    if let Some(CsrfCookie { secret, secure }) = csrf_cookie
         && let Ok(cookie) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={value}; Path=/invite; HttpOnly; SameSite=Strict"
+            "{CSRF_COOKIE}={secret}; Path=/invite; HttpOnly; SameSite=Strict{}",
+            if secure { "; Secure" } else { "" }
         ))
     {
         headers.insert(header::SET_COOKIE, cookie);
@@ -116,15 +132,36 @@ fn form_page(
     view: &InvitationView,
     error: Option<&str>,
     status: StatusCode,
+    secure: bool,
 ) -> Response {
-    let csrf = crate::invites::token::random_secret();
+    let secret = random_secret();
+    let csrf = csrf_field(&secret, token);
     let ctx = context! {
         token, csrf, error,
         org_name => &view.org_name, inviter => &view.inviter, email => &view.email,
         needs_password => view.needs_password,
         min_chars => PASSWORD_MIN_CHARS, max_chars => PASSWORD_MAX_CHARS,
     };
-    render(status, "invite.html", ctx, Some(&csrf))
+    render(
+        status,
+        "invite.html",
+        ctx,
+        Some(CsrfCookie {
+            secret: &secret,
+            secure,
+        }),
+    )
+}
+
+/// Whether people reach the page over https: the public URL's scheme, as
+/// the links in the e-mails have it.
+fn secure_cookies(app: &InviteApp) -> bool {
+    app.service
+        .settings
+        .public_url
+        .trim_start()
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 /// The public acceptance page (no token).
@@ -147,7 +184,7 @@ pub async fn show(
         return failure(InviteError::LinkUnavailable);
     };
     match app.service.view_invitation(&token, app.clock.now()).await {
-        Ok(view) => form_page(&token, &view, None, StatusCode::OK),
+        Ok(view) => form_page(&token, &view, None, StatusCode::OK, secure_cookies(&app)),
         Err(e) => failure(e),
     }
 }
@@ -170,7 +207,49 @@ pub struct DeclineForm {
     csrf: String,
 }
 
-fn csrf_ok(headers: &HeaderMap, field: &str) -> bool {
+/// A posted form: the link it answers and its CSRF field.
+trait Posted {
+    fn token(&self) -> &str;
+    fn csrf(&self) -> &str;
+}
+
+impl Posted for AcceptForm {
+    fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Posted for DeclineForm {
+    fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The CSRF field that goes with the cookie's `secret` on the page of the
+/// link `token`. The secret is random per page and fixed-length, and only
+/// the cookie (`HttpOnly`) holds it: the field, which is in the page, does
+/// not reveal it, and it binds the pair to this one link.
+fn csrf_field(secret: &str, token: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"cedargate invite csrf\0")
+        .chain_update(secret.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(hash_token(token).as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// The cookie's secret is present and `field` is its field for the link
+/// `token` (compared in constant time).
+fn csrf_ok(headers: &HeaderMap, field: &str, token: &str) -> bool {
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -182,7 +261,11 @@ fn csrf_ok(headers: &HeaderMap, field: &str) -> bool {
                 .map(str::to_owned)
         });
     match cookie {
-        Some(cookie) if !field.is_empty() => bool::from(cookie.as_bytes().ct_eq(field.as_bytes())),
+        Some(secret) if !secret.is_empty() && !field.is_empty() => bool::from(
+            csrf_field(&secret, token)
+                .as_bytes()
+                .ct_eq(field.as_bytes()),
+        ),
         _ => false,
     }
 }
@@ -195,13 +278,12 @@ fn forged() -> Response {
     )
 }
 
-/// A posted form that parsed and whose CSRF field matches the cookie, with
-/// the invitation service; otherwise the page to answer with.
-fn verified<'s, F>(
+/// A posted form that parsed and whose CSRF field matches the cookie for
+/// its link, with the invitation service; otherwise the page to answer with.
+fn verified<'s, F: Posted>(
     app: &'s InviteApp,
     headers: &HeaderMap,
     form: Result<Form<F>, FormRejection>,
-    csrf: impl Fn(&F) -> &str,
 ) -> Result<(F, &'s InviteService), Box<Response>> {
     let Ok(Form(form)) = form else {
         return Err(Box::new(message(
@@ -210,7 +292,7 @@ fn verified<'s, F>(
             "Open the link from your e-mail again.",
         )));
     };
-    if !csrf_ok(headers, csrf(&form)) {
+    if !csrf_ok(headers, form.csrf(), form.token()) {
         return Err(Box::new(forged()));
     }
     Ok((form, &app.service))
@@ -223,7 +305,7 @@ pub async fn accept(
     headers: HeaderMap,
     form: Result<Form<AcceptForm>, FormRejection>,
 ) -> Response {
-    let (form, service) = match verified(&app, &headers, form, |f: &AcceptForm| &f.csrf) {
+    let (form, service) = match verified(&app, &headers, form) {
         Ok(checked) => checked,
         Err(page) => return *page,
     };
@@ -250,6 +332,7 @@ pub async fn accept(
                 &view,
                 Some(&text),
                 StatusCode::UNPROCESSABLE_ENTITY,
+                secure_cookies(&app),
             )
         }
         Err(e) => failure(e),
@@ -263,7 +346,7 @@ pub async fn decline(
     headers: HeaderMap,
     form: Result<Form<DeclineForm>, FormRejection>,
 ) -> Response {
-    let (form, service) = match verified(&app, &headers, form, |f: &DeclineForm| &f.csrf) {
+    let (form, service) = match verified(&app, &headers, form) {
         Ok(checked) => checked,
         Err(page) => return *page,
     };
@@ -301,7 +384,7 @@ mod tests {
             needs_password: true,
             expires_at: 0,
         };
-        let page = form_page("tok", &view, Some("bad"), StatusCode::OK);
+        let page = form_page("tok", &view, Some("bad"), StatusCode::OK, true);
         assert_eq!(page.status(), StatusCode::OK);
         let msg = message(StatusCode::OK, "h", "m");
         assert_eq!(msg.status(), StatusCode::OK);
@@ -316,15 +399,18 @@ mod tests {
     }
 
     #[test]
-    fn csrf_needs_the_cookie_to_match_the_field() {
+    fn csrf_needs_the_cookie_to_match_the_field_for_the_same_link() {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("a=b; cedargate_csrf=xyz"),
         );
-        assert!(csrf_ok(&headers, "xyz"));
-        assert!(!csrf_ok(&headers, "xy"));
-        assert!(!csrf_ok(&HeaderMap::new(), "xyz"));
-        assert!(!csrf_ok(&headers, ""));
+        let field = csrf_field("xyz", "link-a");
+        assert!(csrf_ok(&headers, &field, "link-a"));
+        assert!(!csrf_ok(&headers, &field, "link-b"));
+        assert!(!csrf_ok(&headers, &field[1..], "link-a"));
+        assert!(!csrf_ok(&headers, "xyz", "link-a"));
+        assert!(!csrf_ok(&HeaderMap::new(), &field, "link-a"));
+        assert!(!csrf_ok(&headers, "", "link-a"));
     }
 }

@@ -2,16 +2,23 @@
 //! (with a new password for a new account) and declining. The link, not an
 //! actor header, says who the invitee is.
 
-use serde::Serialize;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::change::RowsOnly;
 use super::members::member_json;
 use super::model::{InvitationState, Status};
 use super::service::InviteService;
 use super::store::{self, InvitationRow};
-use super::token::hash_token;
+use super::token::{hash_token, random_secret};
 use super::uid::ModelUid;
 use super::{InviteError, project};
 use crate::audit::Event;
+use crate::entities::EntityStore;
 
 /// Password length bounds at acceptance (stated on the acceptance page).
 pub const PASSWORD_MIN_CHARS: usize = 10;
@@ -151,12 +158,14 @@ impl InviteService {
         invitation_view(&mut conn, inv, needs_password).await
     }
 
-    /// Accepts an invitation in one transaction, reading the invitation
-    /// once: consumes the link atomically (two concurrent accepts: exactly
-    /// one succeeds, E10), sets the password of a new account (argon2id),
-    /// activates the membership. When the invitee needs a password and the
-    /// choice is refused, the transaction is rolled back, so the link
-    /// still works.
+    /// Accepts an invitation. The link is claimed first (a short write; two
+    /// concurrent accepts: exactly one gets it, E10, and the others are
+    /// answered at once that it is unavailable), then the new password of
+    /// a new account is hashed (argon2id, in the bounded pool, with no lock
+    /// held), then one transaction consumes the claimed link, sets the
+    /// password and activates the membership. When the invitee needs a
+    /// password and the choice is refused, the claim is given back, so the
+    /// link still works.
     pub async fn accept(
         &self,
         token: &str,
@@ -164,18 +173,27 @@ impl InviteService {
         request_id: Option<&str>,
         now: i64,
     ) -> Result<Acceptance, InviteError> {
-        // Hashed before the write: argon2 is deliberately slow, and the
-        // write holds the store's write lock. Whether the hash is needed is
-        // known only inside; a failure to hash counts only if it is.
-        let hashed = match (choice.problem(), choice.password) {
-            (None, Some(password)) => Ok(hash_off_thread(password).await),
+        let token_hash = hash_token(token);
+        let (claim, needs_password) = self.claim_link(&token_hash, now).await?;
+        let hash = match (needs_password, choice.problem(), choice.password) {
+            // Someone with an account keeps their password.
+            (false, ..) => None,
+            (true, None, Some(password)) => Some(self.hashing.hash(password).await?),
             // A missing password is too short (`problem` says so already).
-            (problem, _) => Err(problem.unwrap_or(PasswordProblem::Length)),
+            (true, problem, _) => {
+                let problem = problem.unwrap_or(PasswordProblem::Length);
+                let inv = claim.inv.clone();
+                claim.give_back().await?;
+                let mut conn = self.pool.acquire().await?;
+                let view = invitation_view(&mut conn, inv, true).await?;
+                return Ok(Acceptance::PasswordRefused { view, problem });
+            }
         };
         let mut change = self.begin().await?;
-        let consumed = store::consume(
+        let consumed = store::consume_claimed(
             &mut change,
-            &hash_token(token),
+            &token_hash,
+            &claim.id,
             InvitationState::Accepted,
             now,
         )
@@ -183,18 +201,10 @@ impl InviteService {
         let Some(inv) = consumed else {
             return Err(InviteError::LinkUnavailable);
         };
-        let user = store::user_by_id(&mut change, &inv.user_id).await?;
-        if user.is_none_or(|u| !u.has_password) {
-            match hashed {
-                Ok(hash) => {
-                    store::set_password_if_unset(&mut change, &inv.user_id, &hash?).await?;
-                }
-                Err(problem) => {
-                    // Dropping `change` rolls the consumption back.
-                    let view = invitation_view(&mut change, inv, true).await?;
-                    return Ok(Acceptance::PasswordRefused { view, problem });
-                }
-            }
+        if let Some(hash) = &hash {
+            // A no-op when the person set a password meanwhile (accepting
+            // another organization's link).
+            store::set_password_if_unset(&mut change, &inv.user_id, hash).await?;
         }
         let (org, before) = self
             .load_member(&mut change, &inv.org_id, &inv.user_id)
@@ -216,12 +226,44 @@ impl InviteService {
             .await?;
         project::user(&mut change, self.schema().schema(), &inv.user_id).await?;
         self.commit(change).await?;
+        claim.consumed();
         Ok(Acceptance::Accepted(Accepted {
             org_id: org.org_id,
             org_name: org.name,
             user_id: inv.user_id,
             status: after.status,
         }))
+    }
+
+    /// Claims the live link of `token_hash` for one accept, and says
+    /// whether its invitee has no password yet. Unavailable while another
+    /// accept holds it.
+    async fn claim_link(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<(LinkClaim, bool), InviteError> {
+        let id = random_secret();
+        let mut rows = self.begin_rows_only().await?;
+        let claimed = store::claim(
+            &mut rows,
+            token_hash,
+            &id,
+            now,
+            now.saturating_add(CLAIM_LEASE_SECS),
+        )
+        .await?;
+        let Some(inv) = claimed else {
+            return Err(InviteError::LinkUnavailable);
+        };
+        let user = store::user_by_id(&mut rows, &inv.user_id).await?;
+        rows.commit().await?;
+        let claim = LinkClaim {
+            id,
+            inv,
+            store: Some(self.store.clone()),
+        };
+        Ok((claim, user.is_none_or(|u| !u.has_password)))
     }
 
     /// Declines an invitation: the link dies, the member stays PENDING until
@@ -288,13 +330,122 @@ fn invitee_event<'a>(
     }
 }
 
-/// Hashes on the blocking pool: hashing is deliberately slow, so it stays
-/// off the async workers.
-async fn hash_off_thread(password: &str) -> Result<String, InviteError> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_password(&password))
+/// How long an accept's claim on its link holds. Longer than an answer may
+/// take (the request time limit is 10 s by default); short, because a link
+/// whose accept died between claiming and finishing (a crash) stays
+/// unavailable until then. An accept that fails or is cancelled (time
+/// limit, client gone) gives its claim back at once.
+const CLAIM_LEASE_SECS: i64 = 30;
+
+/// An accept's hold on its link, from the claim to the commit. Dropped
+/// unconsumed (an error, a cancelled request), it gives the claim back.
+struct LinkClaim {
+    /// The claimant's random id.
+    id: String,
+    /// The invitation as claimed.
+    inv: InvitationRow,
+    /// Where to give the claim back; `None` once consumed or given back.
+    store: Option<Arc<EntityStore>>,
+}
+
+impl LinkClaim {
+    /// Gives the claim back now: the link works again when this returns.
+    async fn give_back(mut self) -> Result<(), InviteError> {
+        match self.store.take() {
+            Some(store) => release(&store, &self.inv.invitation_id, &self.id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The claimed link was consumed (the claim went with it).
+    fn consumed(mut self) {
+        self.store = None;
+    }
+}
+
+impl Drop for LinkClaim {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        // Drop cannot wait: a task gives the claim back; without a runtime
+        // (shutting down) the lease ends it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (invitation_id, id) = (self.inv.invitation_id.clone(), self.id.clone());
+        runtime.spawn(async move {
+            if let Err(e) = release(&store, &invitation_id, &id).await {
+                tracing::warn!(error = %e, "cannot give an invitation link's claim back; its lease will end");
+            }
+        });
+    }
+}
+
+/// Gives the claim `claim_id` on `invitation_id` back, if it still holds.
+async fn release(
+    store: &EntityStore,
+    invitation_id: &str,
+    claim_id: &str,
+) -> Result<(), InviteError> {
+    let mut rows = RowsOnly::begin(store).await?;
+    store::release_claim(&mut rows, invitation_id, claim_id).await?;
+    rows.commit().await
+}
+
+/// Hashes the passwords chosen at acceptance on tokio's blocking pool, at
+/// most one per core at a time: argon2 is deliberately slow, and more
+/// hashes at once would only make every one of them late. Counts the
+/// hashes computed.
+#[derive(Debug)]
+pub(crate) struct PasswordHashing {
+    permits: Arc<Semaphore>,
+    computed: Counter,
+}
+
+impl PasswordHashing {
+    fn new(computed: Counter) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        Self {
+            permits: Arc::new(Semaphore::new(cores)),
+            computed,
+        }
+    }
+
+    /// Hashes `password` once a core is free.
+    async fn hash(&self, password: &str) -> Result<String, InviteError> {
+        // The permit moves into the task, so that a cancelled accept frees
+        // its place only when its hash is done: the bound is on the work,
+        // not on the waiting callers.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| InviteError::HashingPoolClosed)?;
+        let password = password.to_owned();
+        let computed = self.computed.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            computed.inc();
+            hash_password(&password)
+        })
         .await
         .map_err(|source| InviteError::HashingTask { source })?
+    }
+}
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        Self::new(Counter::default())
+    }
+}
+
+impl InviteService {
+    /// The service counting the password hashes it computes in `counter`
+    /// (the `password_hashes` metric).
+    pub fn with_hash_counter(mut self, counter: Counter) -> Self {
+        self.hashing = Arc::new(PasswordHashing::new(counter));
+        self
+    }
 }
 
 fn hash_password(password: &str) -> Result<String, InviteError> {

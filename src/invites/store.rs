@@ -403,8 +403,80 @@ pub async fn revoke_sent_by(
         .collect())
 }
 
-/// Atomically moves a live, unexpired invitation to `state` (accepted or
-/// declined). At most one caller ever gets `Some` for one token (E10).
+/// Claims a live, unexpired invitation for `claim_id` until `until`,
+/// unless another claim holds it still. At most one caller at a time gets
+/// `Some` for one token: an accept claims its link before it pays for
+/// hashing the new password, and finishes with [`consume_claimed`].
+pub async fn claim(
+    conn: &mut Conn,
+    token_hash: &str,
+    claim_id: &str,
+    now: i64,
+    until: i64,
+) -> Result<Option<InvitationRow>, sqlx::Error> {
+    let sql = format!(
+        "update invitation set claim_id = $1, claimed_until = $2
+         where token_hash = $3 and state = $4 and expires_at > $5
+           and (claimed_until is null or claimed_until <= $5)
+         returning {INVITATION_COLUMNS}"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(claim_id)
+        .bind(until)
+        .bind(token_hash)
+        .bind(InvitationState::Pending.as_str())
+        .bind(now)
+        .fetch_optional(conn)
+        .await?
+        .map(invitation))
+}
+
+/// Gives a claim back, if it is still `claim_id`'s.
+pub async fn release_claim(
+    conn: &mut Conn,
+    invitation_id: &str,
+    claim_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update invitation set claim_id = null, claimed_until = null
+         where invitation_id = $1 and claim_id = $2",
+    )
+    .bind(invitation_id)
+    .bind(claim_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the invitation of `token_hash` that `claim_id` claimed to
+/// `state`, if it is still live, unexpired and claimed by it (not revoked,
+/// resent or taken over after the claim's lease ended in between).
+pub async fn consume_claimed(
+    conn: &mut Conn,
+    token_hash: &str,
+    claim_id: &str,
+    state: InvitationState,
+    now: i64,
+) -> Result<Option<InvitationRow>, sqlx::Error> {
+    let sql = format!(
+        "update invitation set state = $1, decided_at = $2, claim_id = null, claimed_until = null
+         where token_hash = $3 and claim_id = $4 and state = $5 and expires_at > $2
+         returning {INVITATION_COLUMNS}"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(token_hash)
+        .bind(claim_id)
+        .bind(InvitationState::Pending.as_str())
+        .fetch_optional(conn)
+        .await?
+        .map(invitation))
+}
+
+/// Atomically moves a live, unexpired, unclaimed invitation to `state`
+/// (declining). At most one caller ever gets `Some` for one token, and
+/// none while an accept holds the link (E10).
 pub async fn consume(
     conn: &mut Conn,
     token_hash: &str,
@@ -412,8 +484,9 @@ pub async fn consume(
     now: i64,
 ) -> Result<Option<InvitationRow>, sqlx::Error> {
     let sql = format!(
-        "update invitation set state = $1, decided_at = $2
+        "update invitation set state = $1, decided_at = $2, claim_id = null, claimed_until = null
          where token_hash = $3 and state = $4 and expires_at > $2
+           and (claimed_until is null or claimed_until <= $2)
          returning {INVITATION_COLUMNS}"
     );
     Ok(sqlx::query(&sql)
