@@ -330,13 +330,17 @@ invariants:
     actions: organizations.create
 "#;
         let parsed = parse(text, Path::new("x.yaml"), &schema).unwrap();
-        // users.invite is the only user-administration action on an Organization.
+        // On an Organization: the group itself (asked before anything of the
+        // organization is read) and users.invite.
         let a: Vec<String> = parsed[0]
             .envs
             .iter()
             .map(|e| e.action().to_string())
             .collect();
-        assert_eq!(a, vec![r#"Action::"users.invite""#]);
+        assert_eq!(
+            a,
+            vec![r#"Action::"users.administer""#, r#"Action::"users.invite""#]
+        );
         assert_eq!(parsed[1].claim, Claim::Always);
         let manage =
             "invariants:\n  - id: m\n    actions: organization.manage\n    never: 'true'\n";

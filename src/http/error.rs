@@ -182,7 +182,8 @@ impl From<InviteError> for ApiError {
             e @ (InviteError::Store(_)
             | InviteError::Projection(_)
             | InviteError::PasswordHash { .. }
-            | InviteError::HashingTask { .. }) => Self::internal(e),
+            | InviteError::HashingTask { .. }
+            | InviteError::HashingPoolClosed) => Self::internal(e),
         }
     }
 }

@@ -1,6 +1,13 @@
 //! Authorization of the service's operations through the Cedar policies:
 //! the actor is the principal and nothing is checked in Rust. A refusal is
 //! audited and returned in the policies' own words.
+//!
+//! Every request on an organization asks first whether the actor may act
+//! on the organization at all ([`InviteService::authorize_org`]), before
+//! anything of it (members, departments, accounts) is read: whoever may
+//! not gets the same refusal whatever exists, including whether the
+//! organization itself does. The detailed questions (the grant, the
+//! member) come after the input is validated.
 
 use serde_json::{Map, Value, json};
 
@@ -12,6 +19,10 @@ use crate::audit::{self, Event};
 use crate::engine::{AuthzRequest, Describer, Shape};
 use crate::policy::PolicySnapshot;
 
+/// The organization-level action asked before a request about an
+/// organization's members or invitations reads anything of it.
+pub(crate) const ADMINISTER_USERS: &str = "users.administer";
+
 /// One question to the policies about the actor.
 struct Question<'a> {
     action: &'a str,
@@ -20,8 +31,25 @@ struct Question<'a> {
     /// Entities the request supplies (ones not stored yet, e.g. an
     /// organization being created).
     entities: Vec<Value>,
+    /// How to describe the resource should the store lack it (see
+    /// [`absent_organization`]).
+    if_absent: Option<Value>,
     /// The organization, for the audit record of a refusal.
     org: Option<&'a str>,
+}
+
+impl Question<'_> {
+    /// A question that supplies no entity.
+    fn new<'a>(action: &'a str, resource: ModelUid, org: Option<&'a str>) -> Question<'a> {
+        Question {
+            action,
+            resource,
+            context: Map::new(),
+            entities: Vec::new(),
+            if_absent: None,
+            org,
+        }
+    }
 }
 
 impl InviteService {
@@ -33,7 +61,7 @@ impl InviteService {
         };
         let mut context = q.context;
         context.insert("mfa".to_owned(), Value::Bool(actor.mfa));
-        let request = AuthzRequest {
+        let mut request = AuthzRequest {
             principal: ModelUid::user(user_id).json(),
             action: json!({"type": "Action", "id": q.action}),
             resource: q.resource.json(),
@@ -42,10 +70,20 @@ impl InviteService {
             described_by: Describer::Sidecar,
             shape: Shape::Cedar,
         };
-        let decided = self
-            .engine
-            .decide(&request, actor.request_id.as_deref().unwrap_or(""))
-            .await;
+        let request_id = actor.request_id.as_deref().unwrap_or("");
+        let mut decided = self.engine.decide(&request, request_id).await;
+        let absent = q.resource.typed().to_string();
+        if let Some(described) = q.if_absent
+            && !decided.decision.allow
+            && decided.decision.unknown_entities.contains(&absent)
+        {
+            // The store lacks the resource, so the policies erred on it; ask
+            // again about it as described, so that they, not the error,
+            // decide (a description replaces a stored entity, hence only
+            // when there is none).
+            request.entities.push(described);
+            decided = self.engine.decide(&request, request_id).await;
+        }
         if decided.decision.allow {
             return Ok(());
         }
@@ -80,11 +118,8 @@ impl InviteService {
         now: i64,
     ) -> Result<(), InviteError> {
         let question = Question {
-            action,
-            resource: ModelUid::platform(),
-            context: Map::new(),
             entities: vec![super::project::platform_entity()],
-            org: None,
+            ..Question::new(action, ModelUid::platform(), None)
         };
         self.authorize(actor, question, now).await
     }
@@ -99,16 +134,22 @@ impl InviteService {
         now: i64,
     ) -> Result<(), InviteError> {
         let question = Question {
-            action: "organizations.create",
-            resource: ModelUid::organization(org_id),
-            context: Map::new(),
             entities: vec![entity],
-            org: Some(org_id),
+            ..Question::new(
+                "organizations.create",
+                ModelUid::organization(org_id),
+                Some(org_id),
+            )
         };
         self.authorize(actor, question, now).await
     }
 
-    /// Authorizes an action on the organization as a whole.
+    /// Authorizes an action on the organization as a whole. Asked before
+    /// anything of the organization is read, so that who may not act on it
+    /// learns nothing of it: an organization the store lacks is asked about
+    /// as [`absent_organization`] describes it, so that an outsider gets the
+    /// refusal an existing one would give, and whoever the policies allow
+    /// (a system administrator) goes on to the precise "no organization".
     pub(crate) async fn authorize_org(
         &self,
         actor: &Actor,
@@ -117,11 +158,8 @@ impl InviteService {
         now: i64,
     ) -> Result<(), InviteError> {
         let question = Question {
-            action,
-            resource: ModelUid::organization(org_id),
-            context: Map::new(),
-            entities: Vec::new(),
-            org: Some(org_id),
+            if_absent: Some(absent_organization(org_id)),
+            ..Question::new(action, ModelUid::organization(org_id), Some(org_id))
         };
         self.authorize(actor, question, now).await
     }
@@ -143,11 +181,8 @@ impl InviteService {
             context.insert("lastActiveManager".to_owned(), Value::Bool(last));
         }
         let question = Question {
-            action,
-            resource: ModelUid::membership(org_id, user_id),
             context,
-            entities: Vec::new(),
-            org: Some(org_id),
+            ..Question::new(action, ModelUid::membership(org_id, user_id), Some(org_id))
         };
         self.authorize(actor, question, now).await
     }
@@ -188,11 +223,8 @@ impl InviteService {
             context.insert("lastActiveManager".to_owned(), Value::Bool(last));
         }
         let question = Question {
-            action: grant.action,
-            resource: grant.resource,
             context,
-            entities: Vec::new(),
-            org: Some(grant.org_id),
+            ..Question::new(grant.action, grant.resource, Some(grant.org_id))
         };
         self.authorize(actor, question, now).await
     }
@@ -211,6 +243,14 @@ impl InviteService {
         };
         self.engine.decide(&request, "").await.decision.allow
     }
+}
+
+/// An organization the store lacks, as the policies are asked about it:
+/// what every organization is (its tenant is its id) and nothing more, so
+/// nobody is a member of it; it requires two-step verification, the
+/// strictest reading should a membership in it appear meanwhile.
+fn absent_organization(org_id: &str) -> Value {
+    super::project::organization_entity(org_id, org_id, true)
 }
 
 /// A user-administration action granting what `prepared` describes.

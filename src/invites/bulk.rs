@@ -15,7 +15,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::invite::{InviteInput, Prepared};
+use super::invite::{INVITE, InviteInput, Prepared};
+use super::members::existing_org;
 use super::model::{ACCOUNT_TYPES, MODULES};
 use super::service::{Actor, InviteService};
 use super::{Conflict, InviteError, rules};
@@ -92,7 +93,9 @@ pub struct BulkReport {
 }
 
 impl InviteService {
-    /// Invites everyone in a CSV file.
+    /// Invites everyone in a CSV file. Whoever may not invite into `org`
+    /// is refused before any row is looked at, so that no row's verdict
+    /// (say, "already a member") tells them anything.
     pub async fn bulk_invite(
         &self,
         actor: &Actor,
@@ -101,6 +104,8 @@ impl InviteService {
         options: BulkOptions,
         now: i64,
     ) -> Result<BulkReport, InviteError> {
+        self.authorize_org(actor, INVITE, org_id, now).await?;
+        existing_org(&mut *self.pool.acquire().await?, org_id).await?;
         let inputs = parse_csv(csv_text, options.send)?;
         let mut rows = Vec::with_capacity(inputs.len());
         let mut prepared = Vec::new();

@@ -20,6 +20,8 @@ impl InviteService {
         name: &str,
         now: i64,
     ) -> Result<(), InviteError> {
+        self.authorize_org(actor, "organization.manage", org_id, now)
+            .await?;
         let department_id = check_org_id(department_id).map_err(|_| {
             InviteError::invalid(
                 "department",
@@ -27,8 +29,6 @@ impl InviteService {
             )
         })?;
         let name = check_name("name", name)?;
-        self.authorize_org(actor, "organization.manage", org_id, now)
-            .await?;
         let mut change = self.begin().await?;
         existing_org(&mut change, org_id).await?;
         store::save_department(&mut change, org_id, &department_id, &name).await?;
@@ -75,6 +75,7 @@ impl InviteService {
         // could not have been saved names no department.
         let department_id = &check_org_id(department_id).map_err(|_| missing())?;
         let mut change = self.begin().await?;
+        existing_org(&mut change, org_id).await?;
         let Some(members) = store::delete_department(&mut change, org_id, department_id).await?
         else {
             return Err(missing().into());

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::authorize::ADMINISTER_USERS;
 use super::change::Change;
 use super::departments::existing_department;
 use super::members::{existing_org, member_json};
@@ -21,6 +22,10 @@ use crate::mail::Outgoing;
 
 /// A day, the invitation rate-limit window.
 const DAY_SECS: i64 = 24 * 3600;
+
+/// Inviting, asked on the organization first (no grant yet), then with
+/// what the invitation would grant.
+pub(crate) const INVITE: &str = "users.invite";
 
 /// A person to invite.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -109,7 +114,9 @@ pub(crate) struct Prepared {
 }
 
 impl InviteService {
-    /// Invites one person into `org` (R45-R57, E1-E5).
+    /// Invites one person into `org` (R45-R57, E1-E5). Whoever may not
+    /// invite into `org` is refused before anything of it is read; whoever
+    /// may, learns whether it exists, then what is wrong with the input.
     pub async fn invite(
         &self,
         actor: &Actor,
@@ -118,6 +125,8 @@ impl InviteService {
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
         let attempt = async {
+            self.authorize_org(actor, INVITE, org_id, now).await?;
+            existing_org(&mut *self.pool.acquire().await?, org_id).await?;
             let prepared = self.prepare(org_id, input).await?;
             self.authorize_invite(actor, org_id, &prepared, now).await?;
             self.invite_prepared(actor, org_id, prepared, now).await
@@ -344,7 +353,10 @@ impl InviteService {
     ) -> Result<InviteOutcome, InviteError> {
         self.check_rate(change, &org.org_id, 1, now).await?;
         store::revoke_pending(change, &org.org_id, &membership.user_id, now).await?;
-        let token = InviteToken::generate();
+        // A hash of a secret nobody will ever hold: the link's secret is
+        // minted when the message is sent (see `crate::mail`), so the
+        // outbox never holds a working link.
+        let unrevealed = InviteToken::generate();
         let invitation = InvitationRow {
             invitation_id: uuid::Uuid::new_v4().to_string(),
             org_id: org.org_id.clone(),
@@ -355,7 +367,7 @@ impl InviteService {
             created_at: now,
             expires_at: now + self.settings.ttl_secs,
         };
-        store::insert_invitation(change, &invitation, &token.hash()).await?;
+        store::insert_invitation(change, &invitation, &unrevealed.hash()).await?;
         let inviter = match actor.user_id() {
             Some(id) => store::user_by_id(change, id)
                 .await?
@@ -363,7 +375,7 @@ impl InviteService {
                 .unwrap_or_else(|| "An administrator".to_owned()),
             None => "The registry administrator".to_owned(),
         };
-        let message = self.invitation_message(&invitation, &inviter, &org.name, &token);
+        let message = self.invitation_message(&invitation, &inviter, &org.name);
         change.enqueue(now, &message).await?;
         change
             .audit(
@@ -388,18 +400,20 @@ impl InviteService {
         })
     }
 
-    /// The e-mail carrying an invitation's link.
+    /// The e-mail carrying an invitation's link, its secret left for the
+    /// mailer to mint. It replaces any unsent message of an earlier
+    /// invitation of the same member: many invitations queued at once
+    /// send one message, with the newest link.
     fn invitation_message(
         &self,
         invitation: &InvitationRow,
         inviter: &str,
         org_name: &str,
-        token: &InviteToken,
     ) -> Outgoing {
         let link = format!(
             "{}/invite/{}",
             self.settings.public_url.trim_end_matches('/'),
-            token.expose()
+            crate::mail::SECRET_PLACEHOLDER
         );
         Outgoing {
             to: invitation.email.clone(),
@@ -412,6 +426,10 @@ impl InviteService {
                 days = (self.settings.ttl_secs / DAY_SECS).max(1),
             ),
             invitation_id: Some(invitation.invitation_id.clone()),
+            dedupe_key: Some(format!(
+                "invitation:{}/{}",
+                invitation.org_id, invitation.user_id
+            )),
         }
     }
 
@@ -424,6 +442,10 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<InviteOutcome, InviteError> {
+        self.authorize_org(actor, ADMINISTER_USERS, org_id, now)
+            .await?;
+        self.load_member(&mut *self.pool.acquire().await?, org_id, user_id)
+            .await?;
         self.authorize_member(actor, "invitations.resend", org_id, user_id, None, now)
             .await?;
         let mut change = self.begin().await?;
@@ -468,6 +490,10 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<(), InviteError> {
+        self.authorize_org(actor, ADMINISTER_USERS, org_id, now)
+            .await?;
+        self.load_member(&mut *self.pool.acquire().await?, org_id, user_id)
+            .await?;
         self.authorize_member(actor, "invitations.revoke", org_id, user_id, None, now)
             .await?;
         // Invitations have no Cedar projection and revoking sends no mail.
@@ -540,7 +566,8 @@ impl InviteService {
 }
 
 /// E19: every restricted account exists and belongs to `org` (its stored
-/// `Account` entity's `tenant`).
+/// `Account` entity's `tenant`). Another organization's account is refused
+/// in the words of a missing one: the caller has no business knowing it.
 pub(crate) async fn check_restrictions(
     conn: &mut sqlx::AnyConnection,
     org_id: &str,
@@ -549,20 +576,12 @@ pub(crate) async fn check_restrictions(
     for (ty, ids) in &restrictions.0 {
         for id in ids {
             let account = ModelUid::account(id).typed();
-            match EntityStore::string_attribute(&mut *conn, &account, "tenant").await? {
-                Some(tenant) if tenant == org_id => {}
-                Some(_) => {
-                    return Err(InviteError::invalid(
-                        &format!("restrictions.{ty}"),
-                        format!("account `{id}` belongs to another organization"),
-                    ));
-                }
-                None => {
-                    return Err(InviteError::invalid(
-                        &format!("restrictions.{ty}"),
-                        format!("no account `{id}`"),
-                    ));
-                }
+            let tenant = EntityStore::string_attribute(&mut *conn, &account, "tenant").await?;
+            if tenant.as_deref() != Some(org_id) {
+                return Err(InviteError::invalid(
+                    &format!("restrictions.{ty}"),
+                    format!("no account `{id}` in `{org_id}`"),
+                ));
             }
         }
     }
@@ -579,5 +598,6 @@ fn added_notice(email: &str, first_name: &str, org_name: &str) -> Outgoing {
             "Hello {first_name},\n\nYou now have access to {org_name} with your existing account.\n"
         ),
         invitation_id: None,
+        dedupe_key: None,
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::authorize::Grant;
+use super::authorize::{ADMINISTER_USERS, Grant};
 use super::change::{Change, Tx};
 use super::departments::existing_department;
 use super::invite::{Prepared, check_restrictions};
@@ -20,6 +20,10 @@ use crate::mail;
 /// Attempts of a member change whose organization changed between the
 /// policy decision and the write (each attempt decides again).
 const MEMBER_CHANGE_ATTEMPTS: usize = 5;
+
+/// Deciding a third-party agent's designation, asked on the organization
+/// first, then on the membership.
+const APPROVE_AGENTS: &str = "agents.approve";
 
 /// A change to a member.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -109,6 +113,8 @@ impl InviteService {
         input: &EditInput,
         now: i64,
     ) -> Result<MemberView, InviteError> {
+        self.authorize_org(actor, ADMINISTER_USERS, org_id, now)
+            .await?;
         until_members_stable(org_id, || {
             self.try_edit_member(actor, org_id, user_id, input, now)
         })
@@ -219,6 +225,8 @@ impl InviteService {
         status: Status,
         now: i64,
     ) -> Result<MemberView, InviteError> {
+        self.authorize_org(actor, ADMINISTER_USERS, org_id, now)
+            .await?;
         until_members_stable(org_id, || {
             self.try_set_status(actor, org_id, user_id, status, now)
         })
@@ -289,6 +297,8 @@ impl InviteService {
         user_id: &str,
         now: i64,
     ) -> Result<(), InviteError> {
+        self.authorize_org(actor, ADMINISTER_USERS, org_id, now)
+            .await?;
         until_members_stable(org_id, || async {
             let removed = self.try_remove_member(actor, org_id, user_id, now).await?;
             Ok(removed.then_some(()))
@@ -347,6 +357,8 @@ impl InviteService {
         designation: Option<&str>,
         now: i64,
     ) -> Result<MemberView, InviteError> {
+        self.authorize_org(actor, APPROVE_AGENTS, org_id, now)
+            .await?;
         let designation = designation.map(str::trim).filter(|d| !d.is_empty());
         if approve && designation.is_none() {
             return Err(InviteError::invalid(
@@ -354,7 +366,9 @@ impl InviteService {
                 "approving an agent needs the reference of the signed Notice of Agent Designation",
             ));
         }
-        self.authorize_member(actor, "agents.approve", org_id, user_id, None, now)
+        self.load_member(&mut *self.pool.acquire().await?, org_id, user_id)
+            .await?;
+        self.authorize_member(actor, APPROVE_AGENTS, org_id, user_id, None, now)
             .await?;
         let mut change = self.begin().await?;
         let (_, before) = self.load_member(&mut change, org_id, user_id).await?;

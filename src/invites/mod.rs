@@ -105,6 +105,10 @@ pub enum InviteError {
         #[source]
         source: argon2::password_hash::Error,
     },
+    /// The pool hashing new passwords was closed (it never is while the
+    /// service lives).
+    #[error("the password hashing pool is closed")]
+    HashingPoolClosed,
     /// The blocking task hashing a new password panicked or was cancelled.
     #[error("the password hashing task did not finish: {source}")]
     HashingTask {

@@ -2,10 +2,12 @@
 //! operations are in one file per use case, each an `impl InviteService`
 //! block: `authorize.rs`, `onboard.rs` (system administrators and
 //! organizations), `invite.rs`, `bulk.rs`, `members.rs`, `departments.rs`
-//! and `link.rs` (the invitee's side). Each one validates the input,
-//! authorizes the actor through Cedar, then writes rows, their Cedar
-//! projection, the audit record and any outbox message in one
-//! [`Change`], which invalidates the engine's caches before returning.
+//! and `link.rs` (the invitee's side). Each one asks Cedar whether the
+//! actor may act on the organization at all (before reading anything of
+//! it), validates the input, asks the detailed question (the grant, the
+//! member), then writes rows, their Cedar projection, the audit record and
+//! any outbox message in one [`Change`], which invalidates the engine's
+//! caches before returning.
 //! Time is a parameter (`now`, unix seconds) so tests control it.
 
 use std::sync::Arc;
@@ -127,6 +129,8 @@ pub struct InviteService {
     /// Woken after commits that queued mail.
     mailer: Option<Arc<Mailer>>,
     pub(crate) settings: Arc<InviteSettings>,
+    /// Hashes the passwords chosen at acceptance (see `link.rs`).
+    pub(crate) hashing: Arc<super::link::PasswordHashing>,
 }
 
 impl InviteService {
@@ -145,6 +149,7 @@ impl InviteService {
             pool,
             mailer,
             settings: Arc::new(settings),
+            hashing: Arc::default(),
         }
     }
 

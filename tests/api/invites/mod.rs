@@ -5,9 +5,11 @@
 //! (E10), existing accounts (R48, E30), agents, bulk CSV and the audit trail.
 //! The shared arrangement (the organization `acme` and its owner) is here.
 
+mod accept;
 mod audit;
 mod bulk;
 mod departments;
+mod leaks;
 mod lifecycle;
 mod races;
 mod rules;

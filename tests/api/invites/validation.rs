@@ -281,8 +281,12 @@ async fn restrictions_naming_a_foreign_unknown_or_repeated_account_are_refused()
 
     // Assert
     assert_invalid(&foreign, "restrictions.active");
+    // Another organization's account is refused as a missing one is: the
+    // inviter learns nothing about other organizations' accounts.
     assert!(
-        foreign.message().contains("another organization"),
+        foreign
+            .message()
+            .contains("no account `other-active-1` in `acme`"),
         "{}",
         foreign.text
     );
