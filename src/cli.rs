@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 pub use crate::assurance::command::ProveArgs;
 use crate::policy::{self, LoadError, PolicySnapshot};
 use crate::policytest;
+pub use crate::policytest::command::TestArgs;
 
 /// cedargate: an authorization sidecar for multi-tenant applications.
 ///
@@ -49,7 +50,8 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Decide one request and explain the decision by policy id and location.
     Check(CheckArgs),
-    /// Run YAML policy test suites and report policy coverage.
+    /// Run YAML policy test suites and report policy and condition
+    /// coverage; with `--mutate`, mutation testing of the suites.
     Test(TestArgs),
     /// Prove the invariants (`invariants.yaml` in the policy directory) and
     /// that no policy can error, for every request and every entity store.
@@ -232,23 +234,6 @@ pub struct CheckArgs {
     /// that fired with their `@message`.
     #[arg(long)]
     pub explain: bool,
-}
-
-/// `cedargate test`.
-#[derive(Debug, Args)]
-pub struct TestArgs {
-    /// Where the policies and the schema are.
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-    /// Suite files or directories searched for `*.yaml` / `*.yml`.
-    #[arg(default_value = "policies/tests")]
-    pub paths: Vec<PathBuf>,
-    /// Also write the results as JUnit XML to this file.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Fail when any policy determined no decision of any case.
-    #[arg(long)]
-    pub require_coverage: bool,
 }
 
 /// Runs a command and returns the process exit code.
@@ -638,47 +623,9 @@ fn check_decision(
 }
 
 fn test(args: &TestArgs) -> ExitCode {
-    let Some(snapshot) = load_or_report(&args.policy) else {
-        return ExitCode::FAILURE;
-    };
-    let suites = match policytest::find_suites(&args.paths) {
-        Ok(suites) if suites.is_empty() => {
-            eprintln!("error: no test suite (`*.yaml`) found");
-            return ExitCode::FAILURE;
-        }
-        Ok(suites) => suites,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let run = policytest::run(&snapshot, &suites);
-    let mut out = String::new();
-    policytest::print_report(&run, &snapshot, &mut out);
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
-
-    if let Some(path) = &args.junit {
-        let written = policytest::junit_xml(&run)
-            .map_err(|e| e.to_string())
-            .and_then(|xml| std::fs::write(path, xml).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("error: cannot write JUnit XML to `{}`: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    let uncovered = run.uncovered();
-    if args.require_coverage && !uncovered.is_empty() {
-        eprintln!(
-            "error: --require-coverage: {} policies determined no case: {}",
-            uncovered.len(),
-            uncovered.join(", ")
-        );
-        return ExitCode::FAILURE;
-    }
-    if run.failed() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    match load_or_report(&args.policy) {
+        Some(snapshot) => policytest::command::run(&snapshot, args),
+        None => ExitCode::FAILURE,
     }
 }
 

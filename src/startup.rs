@@ -43,6 +43,7 @@ pub fn invitation_service(
         engine.store().pool().clone(),
         sink,
         &invites.mail_from,
+        invites.mail_options(),
     )?);
     let service = InviteService::new(
         engine.clone(),
@@ -199,7 +200,12 @@ impl Application {
             &config.invites,
             &bound.to_string(),
         )? {
-            Some((service, mailer)) => (Some(Arc::new(service)), Some(mailer)),
+            Some((service, mailer)) => (
+                Some(Arc::new(
+                    service.with_hash_counter(metrics.password_hashes.clone()),
+                )),
+                Some(mailer),
+            ),
             None => {
                 tracing::info!(
                     "the schema is not the cedargate organization model: invitation service off"

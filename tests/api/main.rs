@@ -48,6 +48,8 @@ mod helpers;
 mod impact;
 mod invite_helpers;
 mod invites;
+mod mail_outbox;
+mod mutate;
 mod onboarding;
 mod outage;
 mod plan;
