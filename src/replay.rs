@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::DatabaseUrl;
 use crate::decisionlog::DecisionLog;
 use crate::engine::{AuthzRequest, Decided, Describer, Engine, Shape};
-use crate::entities::EntityStore;
 use crate::metrics::Metrics;
 use crate::policy::{self, PolicyArgs};
 
@@ -209,18 +208,7 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let (current, candidate) = (load(&args.current_policies)?, load(&args.candidate)?);
     let file = std::fs::File::open(&args.log)
         .with_context(|| format!("cannot open `{}`", args.log.display()))?;
-    let pool = crate::db::connect(&args.database_url)
-        .await
-        .context("cannot open the database")?;
-    let store = Arc::new(EntityStore::new(
-        pool,
-        10_000,
-        crate::entities::DEFAULT_CHANGE_LOG_KEEP,
-    ));
-    store
-        .mark_synced()
-        .await
-        .context("cannot read the store revision")?;
+    let store = crate::startup::open_store(&args.database_url).await?;
     let engine = |dir: &PathBuf, snapshot| {
         let args = PolicyArgs {
             policies: dir.clone(),

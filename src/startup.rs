@@ -60,13 +60,10 @@ fn load_policies(args: &crate::policy::PolicyArgs) -> anyhow::Result<policy::Pol
         .map_err(|e| anyhow::anyhow!("the policies cannot be loaded:\n{}", e.render()))
 }
 
-/// The invitation service for a command-line run (no HTTP server): the
-/// same engine, store and mail settings as `serve`.
-pub async fn offline_service(
-    args: &crate::config::StoreArgs,
-) -> anyhow::Result<(InviteService, Arc<Mailer>)> {
-    let snapshot = load_policies(&args.policy)?;
-    let pool = crate::db::connect(&args.database_url)
+/// The entity store of a command-line run (no HTTP server), synced to
+/// the database's current revision.
+pub async fn open_store(url: &crate::config::DatabaseUrl) -> anyhow::Result<Arc<EntityStore>> {
+    let pool = crate::db::connect(url)
         .await
         .context("cannot open the database")?;
     let store = Arc::new(EntityStore::new(
@@ -78,6 +75,16 @@ pub async fn offline_service(
         .mark_synced()
         .await
         .context("cannot read the store revision")?;
+    Ok(store)
+}
+
+/// The invitation service for a command-line run (no HTTP server): the
+/// same engine, store and mail settings as `serve`.
+pub async fn offline_service(
+    args: &crate::config::StoreArgs,
+) -> anyhow::Result<(InviteService, Arc<Mailer>)> {
+    let snapshot = load_policies(&args.policy)?;
+    let store = open_store(&args.database_url).await?;
     let engine = Arc::new(Engine::new(
         args.policy.clone(),
         snapshot,
