@@ -17,7 +17,7 @@ use super::service::{Actor, InviteService};
 use super::uid::ModelUid;
 use crate::audit::{self, Event};
 use crate::engine::{AuthzRequest, Describer, Shape};
-use crate::policy::PolicySnapshot;
+use crate::policy::{Decision, Explanation, PolicySnapshot};
 
 /// The organization-level action asked before a request about an
 /// organization's members or invitations reads anything of it.
@@ -87,9 +87,16 @@ impl InviteService {
         if decided.decision.allow {
             return Ok(());
         }
+        // Refusals only: ask again with the explanation, which the cached
+        // decision lacks. This second decision is the one reported (and
+        // obeyed, should the store have changed in between).
+        let decided = self.engine.decide_explained(&request, request_id).await;
+        if decided.decision.allow {
+            return Ok(());
+        }
         let loaded = self.engine.current();
         let d = &decided.decision;
-        let message = denial(&loaded.snapshot, q.action, &d.errors, &d.reasons);
+        let message = denial(&loaded.snapshot, q.action, d, decided.explanation.as_ref());
         audit::record_alone(
             &self.pool,
             now,
@@ -267,31 +274,44 @@ pub(crate) struct Grant<'a> {
     pub org_id: &'a str,
 }
 
-/// Why the policies refused, in their words: the `@message` of each
-/// determining policy, prefixed with the `@field` one names.
+/// Why the policies refused, missing permissions first: each permit in
+/// scope with the first of its conditions that did not hold and the values
+/// that made it false, then each forbid that fired in its own words
+/// (`@message`), prefixed with the `@field` one names.
 fn denial(
     snapshot: &PolicySnapshot,
     action: &str,
-    errors: &[String],
-    reasons: &[String],
+    decision: &Decision,
+    explanation: Option<&Explanation>,
 ) -> String {
-    let message = if !errors.is_empty() {
-        format!("denied: {}", errors.join("; "))
-    } else if reasons.is_empty() {
-        format!(
-            "no policy allows `{action}` for this user here (user administration needs an ACTIVE membership with Organization=Manage)"
-        )
+    let message = if !decision.errors.is_empty() {
+        format!("`{action}` denied: {}", decision.errors.join("; "))
     } else {
-        reasons
+        let missing = explanation
+            .into_iter()
+            .flat_map(|e| &e.unsatisfied)
+            .map(|u| {
+                format!(
+                    "`{}` needs `{}` (was `{}`)",
+                    u.policy, u.condition, u.evaluated
+                )
+            });
+        let fired = decision
+            .reasons
             .iter()
             .map(|id| match snapshot.annotation(id, "message") {
                 Some(m) => format!("{m} (policy `{id}`)"),
                 None => format!("denied by policy `{id}`"),
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
+            });
+        let all: Vec<String> = missing.chain(fired).collect();
+        if all.is_empty() {
+            format!("no policy allows `{action}` here")
+        } else {
+            format!("`{action}` not allowed: {}", all.join("; "))
+        }
     };
-    let field = reasons
+    let field = decision
+        .reasons
         .iter()
         .find_map(|id| snapshot.annotation(id, "field"));
     match field {

@@ -131,10 +131,15 @@ impl PolicySnapshot {
                 .filter(|p| !decision.reasons.iter().any(|r| r == id_of(p)))
                 .collect();
             permits.sort_by_key(|p| id_of(p));
-            permits
+            let mut unmet: Vec<(usize, Unsatisfied)> = permits
                 .into_iter()
                 .filter_map(|p| self.unsatisfied(p, request, entities))
-                .collect()
+                .collect();
+            // The permit that came closest to applying first: what it
+            // lacks is what the requester is most likely missing (a
+            // manager's permission rather than being a system administrator).
+            unmet.sort_by_key(|(held, _)| std::cmp::Reverse(*held));
+            unmet.into_iter().map(|(_, u)| u).collect()
         };
         Explanation {
             unsatisfied,
@@ -143,13 +148,13 @@ impl PolicySnapshot {
     }
 
     /// `permit`'s first condition that does not hold, when its scope
-    /// matches the request (`None` otherwise).
+    /// matches the request (`None` otherwise), with how many held before it.
     fn unsatisfied(
         &self,
         permit: &Policy,
         request: &Request,
         entities: &Entities,
-    ) -> Option<Unsatisfied> {
+    ) -> Option<(usize, Unsatisfied)> {
         let mut est = permit.to_json().ok()?;
         let conditions = est.get_mut("conditions").map(Value::take)?;
         est["conditions"] = json!([]);
@@ -171,6 +176,7 @@ impl PolicySnapshot {
             condition,
             evaluated,
         };
+        let mut held = 0;
         for clause in conditions.as_array()? {
             let body = clause.get("body")?;
             if clause.get("kind").and_then(Value::as_str) == Some("unless") {
@@ -178,16 +184,18 @@ impl PolicySnapshot {
                 let value = evaluate(&text, request, entities);
                 if !matches!(value, Ok(EvalResult::Bool(false))) {
                     let shown = shown(body, value, request, entities);
-                    return Some(unmet(format!("unless {{ {text} }}"), shown));
+                    return Some((held, unmet(format!("unless {{ {text} }}"), shown)));
                 }
+                held += 1;
                 continue;
             }
             for conjunct in conjuncts(body) {
                 let text = expression_text(conjunct)?;
                 let value = evaluate(&text, request, entities);
                 if !matches!(value, Ok(EvalResult::Bool(true))) {
-                    return Some(unmet(text, shown(conjunct, value, request, entities)));
+                    return Some((held, unmet(text, shown(conjunct, value, request, entities))));
                 }
+                held += 1;
             }
         }
         None

@@ -153,3 +153,47 @@ fn check_explain_prints_the_condition_that_did_not_hold() {
         .stdout(predicate::str::contains(format!("needs {BILLING_MANAGE}")))
         .stdout(predicate::str::contains("was   1 == 2"));
 }
+
+/// The organization-level condition a member without Organization=Manage
+/// lacks to administer users.
+const ORGANIZATION_MANAGE: &str = "principal.getTag(resource.tenant).perms.organization == 2";
+
+on_both_backends!(an_invitation_service_refusal_names_the_missing_permission_first);
+async fn an_invitation_service_refusal_names_the_missing_permission_first() {
+    let app = TestApp::spawn_with_admin().await;
+    app.create_org("acme", "olivia@acme.example").await;
+    app.member_joins(
+        "olivia@acme.example",
+        "acme",
+        "rita@acme.example",
+        json!({"permissions": {"billing": "Read"}}),
+    )
+    .await;
+
+    let refused = app
+        .invite_email("rita@acme.example", "acme", "sam@acme.example", json!({}))
+        .await;
+
+    assert_eq!(
+        refused.status,
+        reqwest::StatusCode::FORBIDDEN,
+        "{}",
+        refused.text
+    );
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("`users.invite` not allowed: "),
+        "{message}"
+    );
+    let first = message.split("; ").next().unwrap_or_default();
+    assert!(
+        first.contains(ORGANIZATION_MANAGE) && first.contains("`0 == 2`"),
+        "the first reason should be the missing Organization=Manage with its values: {message}"
+    );
+    assert!(
+        message.contains("principal.systemAdmin"),
+        "the other permit in scope is named too: {message}"
+    );
+}
