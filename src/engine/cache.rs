@@ -1,7 +1,11 @@
-//! The decision cache (moka). Keys carry the policy revision and the entity
-//! epoch, so entries made before a reload or an entity write are never hit
-//! again; they simply age out.
+//! The decision cache (moka). Keys carry the policy revision, so entries
+//! made before a reload are never hit again. Each entry remembers the
+//! entity epoch it was computed at and the entities it read: it is served
+//! only while none of them changed since
+//! ([`crate::entities::EntityStore::unchanged_since`]), so a write retires
+//! the decisions that read what it wrote and no other.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cedar_policy::EntityUid;
@@ -14,7 +18,6 @@ use super::RequestUids;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct DecisionKey {
     policy_revision: u64,
-    entity_epoch: u64,
     principal: EntityUid,
     action: EntityUid,
     resource: EntityUid,
@@ -26,14 +29,12 @@ pub(super) struct DecisionKey {
 impl DecisionKey {
     pub(super) fn new(
         policy_revision: u64,
-        entity_epoch: u64,
         uids: &RequestUids,
         context: &serde_json::Value,
     ) -> Self {
         let empty = context.as_object().is_some_and(serde_json::Map::is_empty);
         Self {
             policy_revision,
-            entity_epoch,
             principal: uids.principal.clone(),
             action: uids.action.clone(),
             resource: uids.resource.clone(),
@@ -46,10 +47,20 @@ impl DecisionKey {
     }
 }
 
+/// A cached decision and what it was computed from.
+#[derive(Debug)]
+pub(super) struct Cached {
+    pub(super) decision: Decision,
+    /// The entity epoch read before any entity it was computed on.
+    pub(super) epoch: u64,
+    /// The stamp slots of the entities it read.
+    pub(super) read: Box<[u32]>,
+}
+
 /// A bounded, time-limited cache of decisions; capacity 0 disables it.
 #[derive(Debug)]
 pub(super) struct DecisionCache(
-    Option<moka::sync::Cache<DecisionKey, Decision, foldhash::fast::RandomState>>,
+    Option<moka::sync::Cache<DecisionKey, Arc<Cached>, foldhash::fast::RandomState>>,
 );
 
 impl DecisionCache {
@@ -68,13 +79,13 @@ impl DecisionCache {
         self.0.is_some()
     }
 
-    pub(super) fn get(&self, key: &DecisionKey) -> Option<Decision> {
+    pub(super) fn get(&self, key: &DecisionKey) -> Option<Arc<Cached>> {
         self.0.as_ref()?.get(key)
     }
 
-    pub(super) fn insert(&self, key: DecisionKey, decision: Decision) {
+    pub(super) fn insert(&self, key: DecisionKey, cached: Cached) {
         if let Some(cache) = &self.0 {
-            cache.insert(key, decision);
+            cache.insert(key, Arc::new(cached));
         }
     }
 

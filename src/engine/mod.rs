@@ -3,9 +3,12 @@
 //!
 //! Read path: load the current `Arc<Loaded>` (lock-free, `arc-swap`), read
 //! the entity epoch, look up the decision cache under (policy revision,
-//! entity epoch, request), and only on a miss build the entity slice and ask
-//! Cedar. Because the key carries both revisions, a reload or an entity
-//! write makes every older entry unreachable at once: no stale decision.
+//! request), and only on a miss build the entity slice and ask Cedar. A
+//! reload makes every older entry unreachable (the key carries the policy
+//! revision); an entity write retires exactly the entries that read what it
+//! wrote (each entry keeps the epoch it was computed at and the entities it
+//! read, checked on every hit): no stale decision, and no needless miss
+//! after a write elsewhere.
 //!
 //! INVARIANT: every error on the decision path becomes a Deny carrying the
 //! error (fail closed); `decide` itself never fails.
@@ -28,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::policy::{
     self, Decision, Explanation, LoadError, PolicyArgs, PolicySnapshot, RequestError, parse_uid,
 };
-use cache::{DecisionCache, DecisionKey};
+use cache::{Cached, DecisionCache, DecisionKey};
 pub use search::{Found, FoundActions, PlanFailure, Planned, Search, SearchError, Searched};
 
 /// How often one decision-path error is written to the log.
@@ -185,6 +188,8 @@ struct Evaluated {
     /// failed before reading any).
     revision: Option<u64>,
     explanation: Option<Explanation>,
+    /// The stamp slots of the entities it read, when it may be cached.
+    read: Option<Box<[u32]>>,
 }
 
 impl Evaluated {
@@ -194,6 +199,7 @@ impl Evaluated {
             decision: Decision::deny_with_error(error),
             revision: None,
             explanation: None,
+            read: None,
         }
     }
 }
@@ -359,8 +365,9 @@ impl Engine {
         // entity change applied since, so it holds at least at this
         // revision, never claims a later one.
         let mut store_revision = self.store.revision();
-        // Read the epoch before any entity: a write during evaluation moves
-        // it, so this answer is cached under a key nobody asks for again.
+        // Read the epoch before any entity: a write during evaluation
+        // stamps what it wrote with a later epoch, which retires this
+        // answer if it read any of it.
         let epoch = self.store.epoch();
         let parsed = parse_request(&loaded.snapshot, request);
         let conformed = match (&parsed, request.shape) {
@@ -369,21 +376,28 @@ impl Engine {
         };
         let request = conformed.as_ref().unwrap_or(request);
         let key = match &parsed {
-            Ok(p) if !explain && request.entities.is_empty() && self.decisions.enabled() => Some(
-                DecisionKey::new(loaded.revision, epoch, p, &request.context),
-            ),
+            Ok(p) if !explain && request.entities.is_empty() && self.decisions.enabled() => {
+                Some(DecisionKey::new(loaded.revision, p, &request.context))
+            }
             _ => None,
         };
-        let cached = key.as_ref().and_then(|k| self.decisions.get(k));
+        let cached = key
+            .as_ref()
+            .and_then(|k| self.decisions.get(k))
+            .filter(|c| self.store.unchanged_since(c.epoch, &c.read));
         let mut explanation = None;
         let (decision, hit) = match cached {
-            Some(decision) => (decision, true),
+            Some(cached) => (cached.decision.clone(), true),
             None => {
+                let mut read = None;
                 let decision = match parsed {
                     Ok(uids) => {
-                        let evaluated = self.evaluate(loaded, uids, request, explain).await;
+                        let evaluated = self
+                            .evaluate(loaded, uids, request, explain, key.is_some())
+                            .await;
                         store_revision = evaluated.revision.unwrap_or(store_revision);
                         explanation = evaluated.explanation;
+                        read = evaluated.read;
                         evaluated.decision
                     }
                     Err(e) => Decision::deny_with_error(e),
@@ -393,8 +407,15 @@ impl Engine {
                     explanation = Some(Explanation::default());
                 }
                 // Errors may be transient (an unreachable store): never cache them.
-                if let Some(key) = key.filter(|_| decision.errors.is_empty()) {
-                    self.decisions.insert(key, decision.clone());
+                if let (Some(key), Some(read)) = (key, read)
+                    && decision.errors.is_empty()
+                {
+                    let cached = Cached {
+                        decision: decision.clone(),
+                        epoch,
+                        read,
+                    };
+                    self.decisions.insert(key, cached);
                 }
                 (decision, false)
             }
@@ -421,13 +442,15 @@ impl Engine {
     }
 
     /// The decision, the store revision of the entities it was made on,
-    /// and its explanation when `explain`.
+    /// its explanation when `explain`, and the entities it read when
+    /// `to_cache`.
     async fn evaluate(
         &self,
         loaded: &Loaded,
         uids: RequestUids,
         request: &AuthzRequest,
         explain: bool,
+        to_cache: bool,
     ) -> Evaluated {
         let snapshot = &loaded.snapshot;
         let RequestUids {
@@ -462,10 +485,17 @@ impl Engine {
                 let decision = snapshot.decide(&cedar_request, &entities);
                 let explanation =
                     explain.then(|| snapshot.explain(&cedar_request, &entities, &decision));
+                let read = to_cache.then(|| {
+                    let looked_for = [principal, resource]
+                        .into_iter()
+                        .chain(snapshot.dereferenced_literals());
+                    self.store.read_set(&entities, looked_for)
+                });
                 Evaluated {
                     decision,
                     revision: Some(revision),
                     explanation,
+                    read,
                 }
             }
             Err(e) => {

@@ -8,8 +8,9 @@
 //! not of the store.
 //!
 //! INVARIANT: after `upsert`/`delete`/`commit` returns, no cache holds the
-//! entities it changed and `epoch()` has moved, so no decision computed
-//! before the write can be served after it. Each write transaction is one
+//! entities it changed, they carry a stamp of the new epoch and `epoch()`
+//! has moved to it, so no decision that read them before the write can be
+//! served after it ([`EntityStore::unchanged_since`]). Each write transaction is one
 //! store revision; `sync` applies other processes' revisions and skips this
 //! process's own, which were applied when they were written.
 //!
@@ -25,6 +26,7 @@
 
 mod slice;
 mod sql;
+mod stamps;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,8 +150,11 @@ pub struct EntityStore {
     cache: UidCache<Option<Arc<Parsed>>>,
     /// Principals and resources rebuilt with their whole ancestor set.
     closed: UidCache<Arc<Closed>>,
-    /// Moves on every invalidation; decision-cache keys include it.
+    /// Moves on every invalidation.
     epoch: AtomicU64,
+    /// The epoch each entity last changed at, for decisions cached across
+    /// unrelated writes.
+    stamps: stamps::Stamps,
     /// Makes "insert if the epoch has not moved" (readers, shared) atomic
     /// with "drop the entries, move the epoch" (writers, exclusive), so an
     /// entity read before a write can never be cached after it.
@@ -184,6 +189,7 @@ impl EntityStore {
             cache: uid_cache(capacity),
             closed: uid_cache(capacity),
             epoch: AtomicU64::new(0),
+            stamps: stamps::Stamps::default(),
             gate: RwLock::new(()),
             synced: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -255,7 +261,29 @@ impl EntityStore {
         // Empty first: a request that sees the new epoch must not find an
         // entry parsed with the old schema.
         self.cache.invalidate_all();
+        self.stamps.stamp_all(self.epoch() + 1);
         self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The stamp slots of the entities a decision on `slice` read (see
+    /// [`EntityStore::unchanged_since`]), with `also`, the entities it
+    /// looked for (principal, resource, literals), found or not.
+    pub fn read_set<'a>(
+        &self,
+        slice: &'a Entities,
+        also: impl IntoIterator<Item = &'a EntityUid>,
+    ) -> Box<[u32]> {
+        let mut slots = Vec::with_capacity(4 * slice.len() + 4);
+        stamps::read_by(slice, also, |uid| slots.push(self.stamps.slot(uid)));
+        slots.sort_unstable();
+        slots.dedup();
+        slots.into_boxed_slice()
+    }
+
+    /// Whether no entity of `read_set` changed after `epoch`: a decision
+    /// computed on entities read at `epoch` or later still holds.
+    pub fn unchanged_since(&self, epoch: u64, read_set: &[u32]) -> bool {
+        self.stamps.unchanged_since(epoch, read_set)
     }
 
     /// Validates `json` (an array of Cedar entities) against `schema`, then
@@ -375,20 +403,26 @@ impl EntityStore {
         );
     }
 
-    /// Drops `uids` from the cache and moves the epoch.
+    /// Drops `uids` from the cache, stamps them with the next epoch and
+    /// moves the epoch to it (stamps first: a reader that sees the new
+    /// epoch sees the stamps).
     fn invalidate<'a>(&self, uids: impl IntoIterator<Item = &'a EntityUid>) {
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let next = self.epoch() + 1;
         for uid in uids {
             self.cache.invalidate(uid);
+            self.stamps.stamp(uid, next);
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Forgets every cached entity and moves the epoch.
+    /// Forgets every cached entity, retires every cached decision and
+    /// moves the epoch.
     fn invalidate_all(&self) {
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         self.cache.invalidate_all();
         self.closed.invalidate_all();
+        self.stamps.stamp_all(self.epoch() + 1);
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 

@@ -42,6 +42,7 @@ mod browser;
 mod cli;
 mod conformance;
 mod contract;
+mod decision_cache;
 mod entities;
 mod explain;
 mod helpers;
