@@ -223,6 +223,16 @@ pub struct InviteArgs {
     /// Accept generic mailboxes instead of refusing them.
     #[arg(long, env = "CEDARGATE_ALLOW_GENERIC_EMAILS")]
     pub allow_generic_emails: bool,
+
+    /// Bulk invitations (`POST /v1/orgs/{org}/invitations/bulk`) writing
+    /// more rows than this run as a background job: the request validates
+    /// the whole file, then answers 202 with the job's id at once; the job
+    /// writes each row all-or-nothing, resumes after a crash, reports at
+    /// `GET /v1/orgs/{org}/invitations/bulk/{job}` and e-mails the
+    /// submitting administrator when done. Smaller files are written within
+    /// the request.
+    #[arg(long, env = "CEDARGATE_BULK_SYNC_ROWS", default_value_t = 100)]
+    pub bulk_sync_rows: usize,
 }
 
 /// The shortest and longest invitation link lifetimes accepted.
@@ -284,6 +294,7 @@ impl InviteArgs {
                 .map(|s| (*s).to_owned())
                 .collect(),
             allow_generic_emails: false,
+            bulk_sync_rows: 100,
         }
     }
 
@@ -324,6 +335,7 @@ impl InviteArgs {
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{bind}")),
+            bulk_sync_rows: self.bulk_sync_rows,
         }
     }
 }

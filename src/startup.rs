@@ -26,6 +26,9 @@ use crate::policy;
 
 /// How often the mail worker looks for due retries when nothing wakes it.
 const MAIL_POLL: Duration = Duration::from_secs(5);
+/// How often the bulk-job worker looks for jobs when nothing wakes it:
+/// those whose worker died (their lease ended) and those due a retry.
+const BULK_JOB_POLL: Duration = Duration::from_secs(5);
 
 /// The invitation service and its mailer, when the schema is the cedargate
 /// organization model (another model gets the decision API only).
@@ -121,6 +124,7 @@ pub struct Application {
     router: axum::Router,
     engine: Arc<Engine>,
     mailer: Option<Arc<Mailer>>,
+    invites: Option<Arc<InviteService>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     config: ServeConfig,
@@ -230,7 +234,7 @@ impl Application {
             engine: engine.clone(),
             metrics: metrics.clone(),
             auth,
-            invites,
+            invites: invites.clone(),
             clock: clock.clone(),
         });
         let limits = Limits {
@@ -242,6 +246,7 @@ impl Application {
             router: http::router(state, limits),
             engine,
             mailer,
+            invites,
             metrics,
             clock,
             config,
@@ -273,6 +278,13 @@ impl Application {
         }
         if let Some(mailer) = &self.mailer {
             tasks.spawn(mailer.clone().run(MAIL_POLL, self.clock.clone()));
+        }
+        if let Some(service) = &self.invites {
+            tasks.spawn(
+                service
+                    .clone()
+                    .run_bulk_jobs(BULK_JOB_POLL, self.clock.clone()),
+            );
         }
         if self.config.watch {
             let watch = PolicyWatch::start(&self.config.policy)?;

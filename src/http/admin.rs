@@ -16,16 +16,16 @@ use axum::routing::{get, patch, post, put};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Csv, Path, Query, RequestId};
+use super::extract::{ApiJson, Path, Query, RequestId};
 use super::written::Written;
 use crate::audit;
 use crate::clock::Clock;
 use crate::entities::EntityStore;
-use crate::invites::bulk::{BulkOptions, BulkReport};
 use crate::invites::service::{
     Accepted, EditInput, InviteInput, InviteOutcome, MemberView, NewPassword,
 };
-use crate::invites::{Actor, InviteService, Status};
+use crate::invites::status::StatusChange;
+use crate::invites::{Actor, InviteService};
 
 /// The header naming the acting user.
 pub const ACTOR_HEADER: &str = "x-cedargate-actor";
@@ -93,7 +93,6 @@ pub fn router(app: InviteApp) -> Router<AppState> {
         .route("/v1/orgs", post(create_org))
         .route("/v1/orgs/{org}/members", get(list_members))
         .route("/v1/orgs/{org}/invitations", post(invite))
-        .route("/v1/orgs/{org}/invitations/bulk", post(bulk_invite))
         .route(
             "/v1/orgs/{org}/members/{user}",
             patch(edit_member).delete(remove_member),
@@ -275,39 +274,6 @@ pub async fn invite(
     Ok((StatusCode::CREATED, Json(Written::new(&app.store, outcome))))
 }
 
-/// Invites everyone in a CSV file (`Content-Type: text/csv`); see the README
-/// for the columns. Validates the whole file first.
-#[utoipa::path(post, path = "/v1/orgs/{org}/invitations/bulk", tag = "administration",
-    params(ActorHeader, ("org" = String, Path), BulkOptions), request_body(content = String, content_type = "text/csv"),
-    responses(
-        (status = 200, body = Written<BulkReport>),
-        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, a query that does not parse, or a body that is not UTF-8", body = ErrorBody),
-        (status = 401, description = "missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
-        (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 415, description = "the body is not `text/csv`", body = ErrorBody),
-        (status = 422, description = "the file cannot be read (no rows, unknown or missing column)", body = ErrorBody),
-        (status = 429, description = "would cross the organization's 24-hour limit; see `Retry-After`", body = ErrorBody),
-        (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
-        (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
-        (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
-    ))]
-pub async fn bulk_invite(
-    State(app): State<InviteApp>,
-    who: ActorHeader,
-    Path(org): Path<String>,
-    Query(options): Query<BulkOptions>,
-    Csv(body): Csv,
-) -> Result<Json<Written<BulkReport>>, ApiError> {
-    let (service, actor) = (&app.service, actor(&app.service, who).await?);
-    Ok(Json(Written::new(
-        &app.store,
-        service
-            .bulk_invite(&actor, &org, &body, options, app.clock.now())
-            .await?,
-    )))
-}
-
 /// Resends a pending member's invitation: a new link; the old one stops working.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members/{user}/invitation", tag = "administration",
     params(ActorHeader, ("org" = String, Path), ("user" = String, Path)),
@@ -389,25 +355,21 @@ pub async fn edit_member(
     )))
 }
 
-/// A status change.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct StatusChange {
-    /// `ACTIVE` or `INACTIVE`.
-    pub status: String,
-}
-
-/// Sets a member ACTIVE or INACTIVE.
+/// Sets a member ACTIVE or INACTIVE. A reactivation restores the
+/// permissions held before (`"reactivate": "restore"`, the default) or
+/// starts fresh with the `role`, `permissions` and `restrictions` given
+/// (`"reactivate": "fresh"`); either way the grant is authorized as an edit.
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user}/status", tag = "administration",
     params(ActorHeader, ("org" = String, Path), ("user" = String, Path)), request_body = StatusChange,
     responses(
         (status = 200, body = Written<MemberView>),
-        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing fields)", body = ErrorBody),
+        (status = 400, description = "no `X-Cedargate-Actor` header, a path segment that is not UTF-8, or a body that is not the JSON described (malformed, wrong content type, missing or unknown fields)", body = ErrorBody),
         (status = 401, description = "missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them)", body = ErrorBody),
+        (status = 403, description = "the acting user is unknown, or the policies refuse (`policies` names them), including the reactivation's grant", body = ErrorBody),
         (status = 404, description = "no such organization or member", body = ErrorBody),
-        (status = 409, description = "the member is pending, or the members changed meanwhile", body = ErrorBody),
+        (status = 409, description = "the member is pending, `reactivate` names a member who is not inactive, or the members changed meanwhile", body = ErrorBody),
         (status = 413, description = "body over the size limit", body = ErrorBody),
-        (status = 422, description = "not `ACTIVE` or `INACTIVE`", body = ErrorBody),
+        (status = 422, description = "not `ACTIVE` or `INACTIVE`; a reactivation choice on a deactivation or a restore; an unknown choice, role, module, level or account (`field` names it)", body = ErrorBody),
         (status = 500, description = "internal error, e.g. the database failed; see the logs", body = ErrorBody),
         (status = 501, description = "the invitation service is off: the schema is not the cedargate organization model", body = ErrorBody),
         (status = 503, description = "not answered within the time limit, or the store is unavailable (its database file changed)", body = ErrorBody),
@@ -418,12 +380,11 @@ pub async fn set_status(
     Path((org, user)): Path<(String, String)>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<Written<MemberView>>, ApiError> {
-    let status = Status::parse(&body.status)?;
     let (service, actor) = (&app.service, actor(&app.service, who).await?);
     Ok(Json(Written::new(
         &app.store,
         service
-            .set_status(&actor, &org, &user, status, app.clock.now())
+            .set_status(&actor, &org, &user, &body, app.clock.now())
             .await?,
     )))
 }

@@ -170,7 +170,7 @@ impl From<InviteError> for ApiError {
                 error.retry_after = Some(retry_after_secs);
                 error
             }
-            InviteError::LinkUnavailable => {
+            InviteError::LinkUnavailable | InviteError::EmailChangeLinkUnavailable => {
                 Self::new(StatusCode::NOT_FOUND, "link_unavailable", message)
             }
             // The service is off with this schema: not implemented here,

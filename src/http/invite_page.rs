@@ -392,6 +392,30 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_account_is_asked_for_no_password() {
+        let page = |needs_password: bool| {
+            TEMPLATES
+                .get_template("invite.html")
+                .and_then(|t| {
+                    t.render(context! {
+                        token => "tok", csrf => "c", org_name => "Acme", inviter => "Olivia Owner",
+                        email => "rita@example.com", needs_password,
+                        min_chars => PASSWORD_MIN_CHARS, max_chars => PASSWORD_MAX_CHARS,
+                    })
+                })
+                .unwrap_or_default()
+        };
+        let (existing, new) = (page(false), page(true));
+        assert!(
+            existing.contains("Join Acme with your existing account"),
+            "{existing}"
+        );
+        assert!(!existing.contains("name=\"password\""), "{existing}");
+        assert!(new.contains("name=\"password\""), "{new}");
+        assert!(!new.contains("existing account"), "{new}");
+    }
+
+    #[test]
     fn the_link_secret_is_redacted_from_paths() {
         assert_eq!(redact_path("/invite/SECRET"), "/invite/{token}");
         assert_eq!(redact_path("/invite/accept"), "/invite/accept");

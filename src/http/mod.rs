@@ -3,11 +3,13 @@
 
 pub mod admin;
 pub mod authzen;
+pub mod email_change;
 pub mod entities;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod invite_page;
+pub mod jobs;
 pub mod native;
 pub mod orgs;
 pub mod policies;
@@ -90,10 +92,11 @@ pub struct Limits {
         entities::put_entities, entities::delete_entity,
         policies::get_policies, policies::reload,
         health::healthz, health::readyz, health::metrics, openapi_json,
-        admin::create_admin, admin::create_org, admin::list_members, admin::invite, admin::bulk_invite,
+        admin::create_admin, admin::create_org, admin::list_members, admin::invite, jobs::bulk_invite, jobs::bulk_job,
         admin::resend, admin::revoke, admin::edit_member, admin::set_status, admin::remove_member,
         admin::decide_agent, admin::audit_trail, admin::save_department, admin::delete_department,
         admin::accept, admin::decline, orgs::settings, orgs::update_settings,
+        email_change::request_email_change,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -148,8 +151,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         };
         protected = protected
             .merge(admin::router(app.clone()))
-            .merge(orgs::router(app.clone()));
-        public = public.merge(invite_page::router(app));
+            .merge(orgs::router(app.clone()))
+            .merge(jobs::router(app.clone()))
+            .merge(email_change::router(app.clone()));
+        public = public
+            .merge(invite_page::router(app.clone()))
+            .merge(email_change::page_router(app));
     }
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -160,18 +167,34 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::revision_header))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::count_status))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::revision_header,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::count_status,
+        ))
         // Not tower-http's timeout layer: its 503 has an empty body.
-        .layer(axum::middleware::from_fn_with_state(limits.timeout, extract::time_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.timeout,
+            extract::time_limit,
+        ))
         // The trace span records method and path only (no query, no headers),
-        // so secrets never reach the logs.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            tracing::debug_span!("http", method = %req.method(), path = %invite_page::redact_path(req.uri().path()))
-        }))
+        // and no link's secret, so secrets never reach the logs.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let path = email_change::redact_path(invite_page::redact_path(req.uri().path()));
+                tracing::debug_span!("http", method = %req.method(), path = %path)
+            }),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

@@ -194,6 +194,24 @@ impl InviteService {
         self.authorize(actor, question, now).await
     }
 
+    /// Authorizes an action on one membership with `context`, the facts
+    /// the service computed for the policies (e.g. `otherOrganizations`).
+    pub(crate) async fn authorize_member_with(
+        &self,
+        actor: &Actor,
+        action: &str,
+        org_id: &str,
+        user_id: &str,
+        context: Map<String, Value>,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        let question = Question {
+            context,
+            ..Question::new(action, ModelUid::membership(org_id, user_id), Some(org_id))
+        };
+        self.authorize(actor, question, now).await
+    }
+
     /// Authorizes inviting the person of `prepared` into `org` with what
     /// they would be granted.
     pub(crate) async fn authorize_invite(
@@ -237,14 +255,16 @@ impl InviteService {
     }
 
     /// Whether the policies let `user_id` invite into `org_id`, asked as in
-    /// a verified session (E26: who cannot, loses the links they sent).
-    pub(crate) async fn can_invite(&self, org_id: &str, user_id: &str) -> bool {
+    /// a verified session, with `as_if` (entities a write in progress is
+    /// about to store) in place of the stored ones (E26: who cannot, loses
+    /// the links they sent, in that same write).
+    pub(crate) async fn can_invite(&self, org_id: &str, user_id: &str, as_if: Vec<Value>) -> bool {
         let request = AuthzRequest {
             principal: ModelUid::user(user_id).json(),
             action: json!({"type": "Action", "id": "users.invite"}),
             resource: ModelUid::organization(org_id).json(),
             context: json!({"mfa": true}),
-            entities: Vec::new(),
+            entities: as_if,
             described_by: Describer::Sidecar,
             shape: Shape::Cedar,
         };

@@ -9,6 +9,10 @@
 //! restrict_reserve`. A `restrict_*` cell lists account ids separated by
 //! `;`; `none` restricts to no account; an empty cell leaves the type
 //! unrestricted.
+//!
+//! A file with more rows to write than the `bulk_sync_rows` setting is
+//! validated here all the same, then written by a background job
+//! (`jobs.rs`): the caller gets the job's id at once.
 
 use std::collections::HashSet;
 
@@ -16,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::invite::{INVITE, InviteInput, Prepared};
+use super::jobs::{JobAccepted, JobInput, NewJob};
 use super::members::existing_org;
 use super::model::{ACCOUNT_TYPES, MODULES};
 use super::service::{Actor, InviteService};
@@ -79,6 +84,15 @@ pub struct RowResult {
     pub error: Option<String>,
 }
 
+/// What became of a file: written within the request, or a job.
+#[derive(Debug)]
+pub enum BulkAnswer {
+    /// Validated (and written, unless a dry run or refused).
+    Report(BulkReport),
+    /// Validated, and its valid rows queued as a background job.
+    Job(JobAccepted),
+}
+
 /// The whole file's result.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BulkReport {
@@ -95,7 +109,8 @@ pub struct BulkReport {
 impl InviteService {
     /// Invites everyone in a CSV file. Whoever may not invite into `org`
     /// is refused before any row is looked at, so that no row's verdict
-    /// (say, "already a member") tells them anything.
+    /// (say, "already a member") tells them anything. More rows to write
+    /// than the `bulk_sync_rows` setting go to a background job.
     pub async fn bulk_invite(
         &self,
         actor: &Actor,
@@ -103,29 +118,36 @@ impl InviteService {
         csv_text: &str,
         options: BulkOptions,
         now: i64,
-    ) -> Result<BulkReport, InviteError> {
+    ) -> Result<BulkAnswer, InviteError> {
         self.authorize_org(actor, INVITE, org_id, now).await?;
         existing_org(&mut *self.pool.acquire().await?, org_id).await?;
-        let inputs = parse_csv(csv_text, options.send)?;
-        let mut rows = Vec::with_capacity(inputs.len());
+        let records = parse_csv(csv_text)?;
+        let mut rows = Vec::with_capacity(records.len());
         let mut prepared = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
-        for (i, input) in inputs.into_iter().enumerate() {
+        for (i, record) in records.into_iter().enumerate() {
             let row = i + 1;
-            let email_shown = input.as_ref().map(|x| x.email.clone()).unwrap_or_default();
-            let checked = match input {
+            let parsed = record.and_then(|cells| Ok((row_input(&cells, options.send)?, cells)));
+            let email_shown = parsed
+                .as_ref()
+                .map(|(x, _)| x.email.clone())
+                .unwrap_or_default();
+            let checked = match parsed {
                 Err(e) => Err(e),
-                Ok(input) => self.check_row(actor, org_id, &input, &mut seen, now).await,
+                Ok((input, cells)) => self
+                    .check_row(actor, org_id, &input, &mut seen, now)
+                    .await
+                    .map(|p| (p, cells)),
             };
             match checked {
-                Ok(p) => {
+                Ok((p, cells)) => {
                     rows.push(RowResult {
                         row,
                         email: email_shown,
                         outcome: "valid".to_owned(),
                         error: None,
                     });
-                    prepared.push((rows.len() - 1, p));
+                    prepared.push((rows.len() - 1, p, cells));
                 }
                 Err(e) => rows.push(RowResult {
                     row,
@@ -144,12 +166,36 @@ impl InviteService {
             rows,
         };
         if options.dry_run || (invalid > 0 && !options.import_valid) {
-            return Ok(report);
+            return Ok(BulkAnswer::Report(report));
         }
         if options.send {
             self.check_bulk_rate(org_id, valid, now).await?;
         }
-        for (index, p) in prepared {
+        // The command-line operator has no mailbox to hear from a job.
+        if let Some(actor_id) = actor.user_id()
+            && valid > self.settings.bulk_sync_rows
+        {
+            let job = NewJob {
+                send: options.send,
+                rows: prepared
+                    .into_iter()
+                    .map(|(index, p, cells)| JobInput {
+                        row: report.rows[index].row,
+                        email: p.email,
+                        cells,
+                    })
+                    .collect(),
+                invalid: report
+                    .rows
+                    .into_iter()
+                    .filter(|r| r.error.is_some())
+                    .collect(),
+            };
+            return Ok(BulkAnswer::Job(
+                self.submit_job(actor, actor_id, org_id, job, now).await?,
+            ));
+        }
+        for (index, p, _) in prepared {
             match self.invite_prepared(actor, org_id, p, now).await {
                 Ok(outcome) => {
                     report.rows[index].outcome = outcome.outcome.to_owned();
@@ -163,10 +209,12 @@ impl InviteService {
                 }
             }
         }
-        Ok(report)
+        Ok(BulkAnswer::Report(report))
     }
 
-    async fn check_row(
+    /// A row's checks: the file's rules, no earlier row with its address
+    /// (`seen`), no membership, and the policies on what it grants.
+    pub(crate) async fn check_row(
         &self,
         actor: &Actor,
         org_id: &str,
@@ -193,8 +241,11 @@ impl InviteService {
     }
 }
 
-/// Parses the file into one invitation input (or error) per data row.
-fn parse_csv(text: &str, send: bool) -> Result<Vec<Result<InviteInput, InviteError>>, InviteError> {
+/// A row's cells, by column name.
+pub(super) type Cells = Map<String, Value>;
+
+/// Parses the file into the cells (or error) of each data row.
+fn parse_csv(text: &str) -> Result<Vec<Result<Cells, InviteError>>, InviteError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -240,14 +291,11 @@ fn parse_csv(text: &str, send: bool) -> Result<Vec<Result<InviteInput, InviteErr
         }
         out.push(match record {
             Err(e) => Err(InviteError::invalid("row", e.to_string())),
-            Ok(record) => {
-                let cells: Map<String, Value> = headers
-                    .iter()
-                    .zip(record.iter())
-                    .map(|(h, v)| (h.clone(), Value::String(v.to_owned())))
-                    .collect();
-                row_input(&cells, send)
-            }
+            Ok(record) => Ok(headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.clone(), Value::String(v.to_owned())))
+                .collect()),
         });
     }
     if out.is_empty() {
@@ -259,7 +307,8 @@ fn parse_csv(text: &str, send: bool) -> Result<Vec<Result<InviteInput, InviteErr
     Ok(out)
 }
 
-fn row_input(cells: &Map<String, Value>, send: bool) -> Result<InviteInput, InviteError> {
+/// A row's invitation input from its cells (named by the header).
+pub(super) fn row_input(cells: &Cells, send: bool) -> Result<InviteInput, InviteError> {
     let cell = |name: &str| {
         cells
             .get(name)
@@ -322,13 +371,13 @@ mod tests {
 
     #[test]
     fn a_header_only_file_is_refused() {
-        assert!(parse_csv("first_name,last_name,email\n", true).is_err());
-        assert!(parse_csv("", true).is_err());
+        assert!(parse_csv("first_name,last_name,email\n").is_err());
+        assert!(parse_csv("").is_err());
     }
 
     #[test]
     fn unknown_and_missing_columns_are_named() {
-        let e = parse_csv("first_name,last_name,mail\nA,B,a@x.com\n", true)
+        let e = parse_csv("first_name,last_name,mail\nA,B,a@x.com\n")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -339,13 +388,13 @@ mod tests {
     fn restriction_cells_distinguish_none_from_unrestricted() {
         let rows = parse_csv(
             "first_name,last_name,email,restrict_active,restrict_reserve\nA,B,a@x.com,none,\n",
-            true,
         )
         .unwrap_or_default();
         let input = rows
             .into_iter()
             .next()
             .and_then(Result::ok)
+            .and_then(|cells| row_input(&cells, true).ok())
             .map(|i| i.restrictions);
         assert_eq!(input, Some(Some(json!({"active": []}))));
     }

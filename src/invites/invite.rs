@@ -65,10 +65,13 @@ fn default_send() -> bool {
 /// What an invitation did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InviteOutcome {
-    /// `invited` (link sent), `saved` (not sent), `resent` (pending member:
-    /// new link, old one dead), or `added` (existing account added and notified).
+    /// `invited` (link sent), `saved` (not sent), or `resent` (pending
+    /// member: new link, old one dead); the same whether or not the
+    /// address has an account elsewhere.
     pub outcome: &'static str,
-    /// The person's user id.
+    /// The pending member's user id. For an address with an account
+    /// elsewhere, an id of its own: the account's id is never revealed,
+    /// and the member appears under it once they accept.
     pub user_id: String,
     /// The membership's status.
     pub status: Status,
@@ -79,7 +82,7 @@ pub struct InviteOutcome {
 }
 
 impl InviteOutcome {
-    /// A person added or saved, with no invitation link sent.
+    /// A person saved, with no invitation link sent.
     fn without_link(outcome: &'static str, user_id: String, status: Status) -> Self {
         Self {
             outcome,
@@ -252,7 +255,12 @@ impl InviteService {
         Ok(email)
     }
 
-    /// The writing half of an invitation, inside `change`.
+    /// The writing half of an invitation, inside `change`. An address that
+    /// already has a user row (an account, or someone invited elsewhere)
+    /// is invited under a placeholder of its own, exactly as an unknown
+    /// address is under a new user (R48 with consent): the inviter's answer,
+    /// member list and audit trail are the same either way and never name
+    /// the account; the person joins with their account by accepting.
     pub(crate) async fn write_invite(
         &self,
         change: &mut Change,
@@ -263,24 +271,7 @@ impl InviteService {
     ) -> Result<InviteOutcome, InviteError> {
         let schema = self.schema();
         let existing = store::user_by_email(change, &p.email).await?;
-        let (user_id, has_account) = match &existing {
-            Some(u) => (u.user_id.clone(), u.has_password),
-            None => {
-                let id = new_user_id();
-                store::insert_user(
-                    change,
-                    &id,
-                    &p.email,
-                    &p.first_name,
-                    &p.last_name,
-                    false,
-                    now,
-                )
-                .await?;
-                (id, false)
-            }
-        };
-        if let Some(m) = store::membership_of(change, &org.org_id, &user_id).await? {
+        if let Some(m) = membership_of_address(change, &org.org_id, &p.email).await? {
             let (email, org_id) = (p.email, org.org_id.clone());
             return match m.status {
                 Status::Active => Err(Conflict::AlreadyMember { email, org_id }.into()),
@@ -292,16 +283,26 @@ impl InviteService {
                     .resent()),
             };
         }
-        // R48: an existing account is added directly and notified.
-        let status = if has_account && p.send {
-            Status::Active
+        let user_id = new_user_id();
+        if existing.is_some() {
+            store::insert_placeholder(change, &user_id, &p.email, &p.first_name, &p.last_name, now)
+                .await?;
         } else {
-            Status::Pending
-        };
+            store::insert_user(
+                change,
+                &user_id,
+                &p.email,
+                &p.first_name,
+                &p.last_name,
+                false,
+                now,
+            )
+            .await?;
+        }
         let membership = MembershipRow {
             org_id: org.org_id.clone(),
             user_id: user_id.clone(),
-            status,
+            status: Status::Pending,
             role: p.role.as_str().to_owned(),
             permissions: p.permissions.clone(),
             restrictions: p.restrictions.clone(),
@@ -325,16 +326,13 @@ impl InviteService {
                 },
             )
             .await?;
-        if status == Status::Active {
-            change
-                .enqueue(now, &added_notice(&p.email, &p.first_name, &org.name))
-                .await?;
-            project::user(change, schema.schema(), &user_id).await?;
-            return Ok(InviteOutcome::without_link("added", user_id, status));
-        }
         if !p.send {
             project::user(change, schema.schema(), &user_id).await?;
-            return Ok(InviteOutcome::without_link("saved", user_id, status));
+            return Ok(InviteOutcome::without_link(
+                "saved",
+                user_id,
+                Status::Pending,
+            ));
         }
         self.send_link(change, actor, org, &membership, &p.email, now)
             .await
@@ -375,7 +373,11 @@ impl InviteService {
                 .unwrap_or_else(|| "An administrator".to_owned()),
             None => "The registry administrator".to_owned(),
         };
-        let message = self.invitation_message(&invitation, &inviter, &org.name);
+        // Only the invitee reads this: the inviter's answer is the same.
+        let has_account = store::user_by_email(change, email)
+            .await?
+            .is_some_and(|u| u.has_password);
+        let message = self.invitation_message(&invitation, &inviter, &org.name, has_account);
         change.enqueue(now, &message).await?;
         change
             .audit(
@@ -403,24 +405,33 @@ impl InviteService {
     /// The e-mail carrying an invitation's link, its secret left for the
     /// mailer to mint. It replaces any unsent message of an earlier
     /// invitation of the same member: many invitations queued at once
-    /// send one message, with the newest link.
+    /// send one message, with the newest link. Someone who has an account
+    /// (`has_account`) is told to join with it, without a new password.
     fn invitation_message(
         &self,
         invitation: &InvitationRow,
         inviter: &str,
         org_name: &str,
+        has_account: bool,
     ) -> Outgoing {
         let link = format!(
             "{}/invite/{}",
             self.settings.public_url.trim_end_matches('/'),
             crate::mail::SECRET_PLACEHOLDER
         );
+        let what = if has_account {
+            format!(
+                "Open this link to join {org_name} with your existing account (no new password), or to decline"
+            )
+        } else {
+            "Open this link to set your password and accept, or to decline".to_owned()
+        };
         Outgoing {
             to: invitation.email.clone(),
             subject: format!("Invitation to join {org_name}"),
             body: format!(
                 "{inviter} invited you to join {org_name} on cedargate.\n\n\
-                 Open this link to set your password and accept, or to decline:\n{link}\n\n\
+                 {what}:\n{link}\n\n\
                  The link works once and expires in {days} days. If you did not expect \
                  this invitation, you can ignore this message.\n",
                 days = (self.settings.ttl_secs / DAY_SECS).max(1),
@@ -434,7 +445,8 @@ impl InviteService {
     }
 
     /// Resends (or, after "save", sends) the invitation of a pending member:
-    /// a new link, the old one dead (R51). An existing account is added.
+    /// a new link, the old one dead (R51), whether or not the address has
+    /// an account.
     pub async fn resend(
         &self,
         actor: &Actor,
@@ -464,20 +476,11 @@ impl InviteService {
             }
             .into());
         };
-        let outcome = if user.has_password {
-            let mut m = membership.clone();
-            m.status = Status::Active;
-            change
-                .enqueue(now, &added_notice(&user.email, &user.first_name, &org.name))
-                .await?;
-            self.apply_member_change(&mut change, actor, "membership.added", &membership, &m, now)
-                .await?;
-            InviteOutcome::without_link("added", user_id.to_owned(), Status::Active)
-        } else {
-            self.send_link(&mut change, actor, &org, &membership, &user.email, now)
-                .await?
-                .resent()
-        };
+        // Someone with an account joins by accepting too (R48 with consent).
+        let outcome = self
+            .send_link(&mut change, actor, &org, &membership, &user.email, now)
+            .await?
+            .resent();
         self.commit(change).await?;
         Ok(outcome)
     }
@@ -518,13 +521,11 @@ impl InviteService {
         rows.commit().await
     }
 
-    /// `email` already has a membership (any status) in `org`.
+    /// `email` already has a membership (any status) in `org`, as the
+    /// user who logs in with it or as a placeholder invited at it.
     pub(crate) async fn is_member(&self, org_id: &str, email: &str) -> Result<bool, InviteError> {
         let mut conn = self.pool.acquire().await?;
-        let Some(user) = store::user_by_email(&mut conn, email).await? else {
-            return Ok(false);
-        };
-        Ok(store::membership_of(&mut conn, org_id, &user.user_id)
+        Ok(membership_of_address(&mut conn, org_id, email)
             .await?
             .is_some())
     }
@@ -565,6 +566,21 @@ impl InviteService {
     }
 }
 
+/// The membership in `org_id` of whoever `email` names there: the user who
+/// logs in with it, or a placeholder invited at it.
+async fn membership_of_address(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    email: &str,
+) -> Result<Option<MembershipRow>, InviteError> {
+    if let Some(user) = store::user_by_email(conn, email).await?
+        && let Some(m) = store::membership_of(conn, org_id, &user.user_id).await?
+    {
+        return Ok(Some(m));
+    }
+    Ok(store::placeholder_membership(conn, org_id, email).await?)
+}
+
 /// E19: every restricted account exists and belongs to `org` (its stored
 /// `Account` entity's `tenant`). Another organization's account is refused
 /// in the words of a missing one: the caller has no business knowing it.
@@ -586,18 +602,4 @@ pub(crate) async fn check_restrictions(
         }
     }
     Ok(())
-}
-
-/// The notice to a person with an account who was added to an organization
-/// directly (R48): no link, nothing to accept.
-fn added_notice(email: &str, first_name: &str, org_name: &str) -> Outgoing {
-    Outgoing {
-        to: email.to_owned(),
-        subject: format!("You were added to {org_name}"),
-        body: format!(
-            "Hello {first_name},\n\nYou now have access to {org_name} with your existing account.\n"
-        ),
-        invitation_id: None,
-        dedupe_key: None,
-    }
 }

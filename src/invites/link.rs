@@ -9,14 +9,14 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::change::RowsOnly;
+use super::change::{Change, RowsOnly};
 use super::members::member_json;
 use super::model::{InvitationState, Status};
 use super::service::InviteService;
-use super::store::{self, InvitationRow};
+use super::store::{self, InvitationRow, MembershipRow};
 use super::token::{hash_token, random_secret};
 use super::uid::ModelUid;
-use super::{InviteError, project};
+use super::{Conflict, InviteError, project};
 use crate::audit::Event;
 use crate::entities::EntityStore;
 
@@ -153,8 +153,7 @@ impl InviteService {
             );
             return Err(InviteError::LinkUnavailable);
         };
-        let user = store::user_by_id(&mut conn, &inv.user_id).await?;
-        let needs_password = user.is_none_or(|u| !u.has_password);
+        let needs_password = !joiner(&mut conn, &inv).await?.has_password;
         invitation_view(&mut conn, inv, needs_password).await
     }
 
@@ -165,7 +164,9 @@ impl InviteService {
     /// held), then one transaction consumes the claimed link, sets the
     /// password and activates the membership. When the invitee needs a
     /// password and the choice is refused, the claim is given back, so the
-    /// link still works.
+    /// link still works. Someone who has an account joins with it: a
+    /// password sent along is ignored (never set over theirs), and a
+    /// membership held by a placeholder moves to the account (R48, R60).
     pub async fn accept(
         &self,
         token: &str,
@@ -182,11 +183,7 @@ impl InviteService {
             // A missing password is too short (`problem` says so already).
             (true, problem, _) => {
                 let problem = problem.unwrap_or(PasswordProblem::Length);
-                let inv = claim.inv.clone();
-                claim.give_back().await?;
-                let mut conn = self.pool.acquire().await?;
-                let view = invitation_view(&mut conn, inv, true).await?;
-                return Ok(Acceptance::PasswordRefused { view, problem });
+                return self.refuse_password(claim, problem).await;
             }
         };
         let mut change = self.begin().await?;
@@ -201,18 +198,44 @@ impl InviteService {
         let Some(inv) = consumed else {
             return Err(InviteError::LinkUnavailable);
         };
-        if let Some(hash) = &hash {
+        let joiner = joiner(&mut change, &inv).await?;
+        match &hash {
             // A no-op when the person set a password meanwhile (accepting
             // another organization's link).
-            store::set_password_if_unset(&mut change, &inv.user_id, hash).await?;
+            Some(hash) => {
+                store::set_password_if_unset(&mut change, &joiner.user_id, hash).await?;
+            }
+            // Between the claim and now the address lost its account (its
+            // e-mail changed): nobody joins without a password.
+            None if !joiner.has_password => {
+                drop(change);
+                return self.refuse_password(claim, PasswordProblem::Length).await;
+            }
+            None => {}
+        }
+        if joiner.promote {
+            store::promote_placeholder(&mut change, &joiner.user_id).await?;
         }
         let (org, before) = self
             .load_member(&mut change, &inv.org_id, &inv.user_id)
             .await?;
-        let mut after = before.clone();
+        let mut after = MembershipRow {
+            user_id: joiner.user_id.clone(),
+            ..before.clone()
+        };
         if before.status == Status::Pending {
             after.status = Status::Active;
+        }
+        let mut event = invitee_event(&inv, &joiner.user_id, "invitation.accepted", request_id);
+        if joiner.user_id == inv.user_id {
             store::save_membership(&mut change, &after, now).await?;
+        } else {
+            self.move_to_account(&mut change, &after, &inv.user_id, now)
+                .await?;
+            event.outcome = format!(
+                "ok: joined with an existing account; the pending member `{}` is now `{}`",
+                inv.user_id, joiner.user_id
+            );
         }
         change
             .audit(
@@ -220,19 +243,66 @@ impl InviteService {
                 Event {
                     before: Some(member_json(&before)),
                     after: Some(member_json(&after)),
-                    ..invitee_event(&inv, "invitation.accepted", request_id)
+                    ..event
                 },
             )
             .await?;
-        project::user(&mut change, self.schema().schema(), &inv.user_id).await?;
+        project::user(&mut change, self.schema().schema(), &joiner.user_id).await?;
         self.commit(change).await?;
         claim.consumed();
         Ok(Acceptance::Accepted(Accepted {
             org_id: org.org_id,
             org_name: org.name,
-            user_id: inv.user_id,
+            user_id: joiner.user_id,
             status: after.status,
         }))
+    }
+
+    /// Gives the claim back and answers that a (valid) password is needed:
+    /// nothing changed, and the link still works.
+    async fn refuse_password(
+        &self,
+        claim: LinkClaim,
+        problem: PasswordProblem,
+    ) -> Result<Acceptance, InviteError> {
+        let inv = claim.inv.clone();
+        claim.give_back().await?;
+        let mut conn = self.pool.acquire().await?;
+        let view = invitation_view(&mut conn, inv, true).await?;
+        Ok(Acceptance::PasswordRefused { view, problem })
+    }
+
+    /// Moves the membership a placeholder held (`placeholder_id`) to the
+    /// account of `to`, in the acceptance's transaction: the account's
+    /// membership and entities are written, the placeholder's deleted, so
+    /// the next decision sees the account as the member and the
+    /// placeholder as nobody. The account's other memberships are only
+    /// projected again, unchanged.
+    async fn move_to_account(
+        &self,
+        change: &mut Change,
+        to: &MembershipRow,
+        placeholder_id: &str,
+        now: i64,
+    ) -> Result<(), InviteError> {
+        // Only possible if the account changed address meanwhile; the link
+        // then stays as it was.
+        if let Some(m) = store::membership_of(change, &to.org_id, &to.user_id).await? {
+            let email = store::user_by_id(change, &m.user_id)
+                .await?
+                .map(|u| u.email)
+                .unwrap_or_default();
+            return Err(Conflict::AlreadyMember {
+                email,
+                org_id: to.org_id.clone(),
+            }
+            .into());
+        }
+        store::move_placeholder_membership(change, to, placeholder_id, now).await?;
+        change
+            .delete_entity(&ModelUid::membership(&to.org_id, placeholder_id))
+            .await?;
+        change.delete_entity(&ModelUid::user(placeholder_id)).await
     }
 
     /// Claims the live link of `token_hash` for one accept, and says
@@ -256,14 +326,14 @@ impl InviteService {
         let Some(inv) = claimed else {
             return Err(InviteError::LinkUnavailable);
         };
-        let user = store::user_by_id(&mut rows, &inv.user_id).await?;
+        let joiner = joiner(&mut rows, &inv).await?;
         rows.commit().await?;
         let claim = LinkClaim {
             id,
             inv,
             store: Some(self.store.clone()),
         };
-        Ok((claim, user.is_none_or(|u| !u.has_password)))
+        Ok((claim, !joiner.has_password))
     }
 
     /// Declines an invitation: the link dies, the member stays PENDING until
@@ -287,8 +357,8 @@ impl InviteService {
         let Some(inv) = consumed else {
             return Err(InviteError::LinkUnavailable);
         };
-        rows.audit(now, invitee_event(&inv, "invitation.declined", request_id))
-            .await?;
+        let event = invitee_event(&inv, &inv.user_id, "invitation.declined", request_id);
+        rows.audit(now, event).await?;
         rows.commit().await
     }
 }
@@ -312,17 +382,59 @@ async fn invitation_view(
     })
 }
 
-/// The invitee answering their invitation: the link, not an actor header,
-/// says who they are.
+/// Who joins when the link of `inv` is accepted.
+struct Joiner {
+    /// The user who becomes the member.
+    user_id: String,
+    /// They have a password already (and keep it).
+    has_password: bool,
+    /// The invitation's placeholder becomes the account of its address,
+    /// which no user holds any more.
+    promote: bool,
+}
+
+/// Who joins by accepting `inv`: its user; for a placeholder (the address
+/// had a user row when invited), whoever holds the invited address now,
+/// since the invitation is bound to the address (R58), or the placeholder
+/// itself, as a new account, when nobody does.
+async fn joiner(
+    conn: &mut sqlx::AnyConnection,
+    inv: &InvitationRow,
+) -> Result<Joiner, InviteError> {
+    let invited = store::user_by_id(conn, &inv.user_id).await?;
+    if invited.as_ref().is_some_and(|u| u.placeholder) {
+        if let Some(account) = store::user_by_email(conn, &inv.email).await? {
+            return Ok(Joiner {
+                user_id: account.user_id,
+                has_password: account.has_password,
+                promote: false,
+            });
+        }
+        return Ok(Joiner {
+            user_id: inv.user_id.clone(),
+            has_password: false,
+            promote: true,
+        });
+    }
+    Ok(Joiner {
+        user_id: inv.user_id.clone(),
+        has_password: invited.is_some_and(|u| u.has_password),
+        promote: false,
+    })
+}
+
+/// The invitee `user_id` answering their invitation: the link, not an
+/// actor header, says who they are.
 fn invitee_event<'a>(
     inv: &'a InvitationRow,
+    user_id: &'a str,
     action: &'a str,
     request_id: Option<&'a str>,
 ) -> Event<'a> {
     Event {
-        actor: &inv.user_id,
+        actor: user_id,
         org: Some(&inv.org_id),
-        target: Some(ModelUid::membership(&inv.org_id, &inv.user_id).to_string()),
+        target: Some(ModelUid::membership(&inv.org_id, user_id).to_string()),
         action,
         outcome: "ok".to_owned(),
         request_id,

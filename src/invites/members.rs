@@ -1,6 +1,6 @@
-//! Members: the "Users" tab, permission edits, status changes, removal,
-//! agent decisions (R33, R36, R39, R53, R62, E15, E25, E26), and the
-//! organization's audit trail.
+//! Members: the "Users" tab, permission edits, removal, agent decisions
+//! (R33, R53, E15, E25, E26), and the organization's audit trail. Status
+//! changes are in `status.rs`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -211,81 +211,9 @@ impl InviteService {
             now,
         )
         .await?;
-        self.commit(change).await?;
-        self.revoke_if_cannot_invite(org_id, user_id, now).await?;
-        self.member_view(org_id, user_id, now).await.map(Some)
-    }
-
-    /// Sets a member ACTIVE or INACTIVE (R36, R39, E15, E25, E26, R62).
-    pub async fn set_status(
-        &self,
-        actor: &Actor,
-        org_id: &str,
-        user_id: &str,
-        status: Status,
-        now: i64,
-    ) -> Result<MemberView, InviteError> {
-        self.authorize_org(actor, ADMINISTER_USERS, org_id, now)
-            .await?;
-        until_members_stable(org_id, || {
-            self.try_set_status(actor, org_id, user_id, status, now)
-        })
-        .await
-    }
-
-    /// One attempt of [`InviteService::set_status`]; `None` when the
-    /// organization's members changed after the policies decided.
-    async fn try_set_status(
-        &self,
-        actor: &Actor,
-        org_id: &str,
-        user_id: &str,
-        status: Status,
-        now: i64,
-    ) -> Result<Option<MemberView>, InviteError> {
-        let mut conn = self.pool.acquire().await?;
-        let (_, current) = self.load_member(&mut conn, org_id, user_id).await?;
-        let members = store::memberships_of_org(&mut conn, org_id).await?;
-        drop(conn);
-        if status == Status::Pending {
-            return Err(InviteError::invalid("status", "allowed: ACTIVE, INACTIVE"));
-        }
-        if status == Status::Active && current.status == Status::Pending {
-            return Err(Conflict::NotAccepted {
-                user_id: user_id.to_owned(),
-            }
-            .into());
-        }
-        let last = status == Status::Inactive && is_last_active_manager(&members, user_id);
-        self.authorize_member(
-            actor,
-            "users.changeStatus",
-            org_id,
-            user_id,
-            Some(last),
-            now,
-        )
-        .await?;
-        let Some((mut change, before)) =
-            self.begin_member_change(org_id, user_id, &members).await?
-        else {
-            return Ok(None);
-        };
-        let mut after = before.clone();
-        after.status = status;
-        if status == Status::Inactive {
-            // R62: no link may grant access to a deactivated member.
-            store::revoke_pending(&mut change, org_id, user_id, now).await?;
-        }
-        let action = if status == Status::Active {
-            "membership.reactivated"
-        } else {
-            "membership.deactivated"
-        };
-        self.apply_member_change(&mut change, actor, action, &before, &after, now)
+        self.revoke_if_cannot_invite(&mut change, &after, now)
             .await?;
         self.commit(change).await?;
-        self.revoke_if_cannot_invite(org_id, user_id, now).await?;
         self.member_view(org_id, user_id, now).await.map(Some)
     }
 
@@ -395,29 +323,11 @@ impl InviteService {
         self.member_view(org_id, user_id, now).await
     }
 
-    /// E26: when a member can no longer invite (asked of the policies, as
-    /// in a verified session), the invitations they sent are revoked.
-    async fn revoke_if_cannot_invite(
-        &self,
-        org_id: &str,
-        user_id: &str,
-        now: i64,
-    ) -> Result<(), InviteError> {
-        if self.can_invite(org_id, user_id).await {
-            return Ok(());
-        }
-        // Invitations have no Cedar projection and revoking sends no mail.
-        let mut rows = self.begin_rows_only().await?;
-        let revoked = store::revoke_sent_by(&mut rows, org_id, user_id, now).await?;
-        audit_revoked(&mut rows, org_id, &revoked, now).await?;
-        rows.commit().await
-    }
-
     /// Opens the write of a member change the policies allowed on
     /// `members`, with the member as stored now; `None` when another change
     /// (say, to the other manager or to the actor) committed after the
     /// policies decided, so the caller decides again (E15).
-    async fn begin_member_change(
+    pub(super) async fn begin_member_change(
         &self,
         org_id: &str,
         user_id: &str,
@@ -442,22 +352,10 @@ impl InviteService {
         after: &MembershipRow,
         now: i64,
     ) -> Result<(), InviteError> {
-        store::save_membership(change, after, now).await?;
-        change
-            .audit(
-                now,
-                Event {
-                    before: Some(member_json(before)),
-                    after: Some(member_json(after)),
-                    ..actor.event(
-                        Some(&after.org_id),
-                        &ModelUid::membership(&after.org_id, &after.user_id),
-                        action,
-                    )
-                },
-            )
-            .await?;
-        project::user(change, self.schema().schema(), &after.user_id).await
+        let target = ModelUid::membership(&after.org_id, &after.user_id);
+        let event = actor.event(Some(&after.org_id), &target, action);
+        self.record_member_change(change, event, before, after, now)
+            .await
     }
 
     /// The organization's members (the "Users" tab).
@@ -479,7 +377,7 @@ impl InviteService {
         Ok(out)
     }
 
-    async fn member_view(
+    pub(super) async fn member_view(
         &self,
         org_id: &str,
         user_id: &str,
@@ -504,7 +402,7 @@ impl InviteService {
 }
 
 /// Audits invitations revoked because their inviter can no longer invite.
-async fn audit_revoked(
+pub(super) async fn audit_revoked(
     tx: &mut Tx,
     org_id: &str,
     revoked: &[InvitationRow],
@@ -580,7 +478,10 @@ pub(crate) async fn existing_org(
 /// Runs `attempt` until it completes (`Some`): an attempt answers `None`
 /// when the organization's members changed after the policies decided, so
 /// the decision is taken again on the current members (E15 under races).
-async fn until_members_stable<T, F, Fut>(org_id: &str, mut attempt: F) -> Result<T, InviteError>
+pub(super) async fn until_members_stable<T, F, Fut>(
+    org_id: &str,
+    mut attempt: F,
+) -> Result<T, InviteError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, InviteError>>,
@@ -597,7 +498,7 @@ where
 }
 
 /// E15: the target is the only ACTIVE, non-agent member with Organization=Manage.
-fn is_last_active_manager(members: &[MembershipRow], user_id: &str) -> bool {
+pub(super) fn is_last_active_manager(members: &[MembershipRow], user_id: &str) -> bool {
     let manages = |m: &&MembershipRow| {
         m.status == Status::Active
             && !m.agent

@@ -17,8 +17,8 @@
 //!
 //! Layout: `service.rs` holds the service, its actor and settings; one file
 //! per use case adds an `impl InviteService` block (`authorize.rs`,
-//! `onboard.rs`, `orgs.rs`, `invite.rs`, `bulk.rs`, `members.rs`,
-//! `departments.rs`, `link.rs`); `change.rs` is one write transaction and what it owes the
+//! `onboard.rs`, `orgs.rs`, `invite.rs`, `bulk.rs` and `jobs.rs` (its background jobs; `job_store.rs` is their SQL), `members.rs`,
+//! `departments.rs`, `link.rs`, `status.rs`, `email_change.rs` (its SQL in `email_change_store.rs`)); `change.rs` is one write transaction and what it owes the
 //! caches and the mailer at commit; `store.rs` is the SQL of the service's
 //! own tables; `project.rs` and `uid.rs` are their Cedar projection.
 
@@ -26,7 +26,11 @@ mod authorize;
 pub mod bulk;
 mod change;
 mod departments;
+pub mod email_change;
+mod email_change_store;
 mod invite;
+mod job_store;
+pub mod jobs;
 mod link;
 mod members;
 pub mod model;
@@ -35,6 +39,7 @@ pub mod orgs;
 mod project;
 pub mod rules;
 pub mod service;
+pub mod status;
 mod store;
 pub mod token;
 mod uid;
@@ -87,6 +92,12 @@ pub enum InviteError {
     /// declined: one answer for all, so that links cannot be probed (R59).
     #[error("this invitation link is unavailable; ask your administrator for a new invitation")]
     LinkUnavailable,
+    /// An e-mail change link that is unknown, used, expired or superseded:
+    /// one answer for all, as for invitation links.
+    #[error(
+        "this e-mail change link is unavailable; ask your administrator to request the change again"
+    )]
+    EmailChangeLinkUnavailable,
     /// The service is not available with this schema.
     #[error(
         "the invitation service needs the cedargate schema (entity types User, Organization, Membership)"
@@ -152,7 +163,9 @@ pub enum Conflict {
         org_id: String,
     },
     /// The person is an INACTIVE member: reactivation, not an invitation.
-    #[error("`{email}` is an inactive member of `{org_id}`; reactivate them instead of inviting")]
+    #[error(
+        "`{email}` is an inactive member of `{org_id}`; reactivate them instead of inviting: `PUT /v1/orgs/{org_id}/members/{{user}}/status` with `{{\"status\":\"ACTIVE\",\"reactivate\":\"restore\"}}` gives back the permissions they held, `{{\"status\":\"ACTIVE\",\"reactivate\":\"fresh\",\"role\":…,\"permissions\":{{…}},\"restrictions\":{{…}}}}` starts from the set given"
+    )]
     InactiveMember {
         /// Their address.
         email: String,
@@ -176,6 +189,35 @@ pub enum Conflict {
     NotAccepted {
         /// The member.
         user_id: String,
+    },
+    /// Only an INACTIVE member is reactivated (R44).
+    #[error(
+        "`{user_id}` is {status} in `{org_id}`; only an inactive member is reactivated (change an active member's permissions with `PATCH /v1/orgs/{org_id}/members/{user_id}`)"
+    )]
+    NotInactive {
+        /// The member.
+        user_id: String,
+        /// The organization.
+        org_id: String,
+        /// Their status.
+        status: Status,
+    },
+    /// The address is already someone's login (R71). Says nothing of whose.
+    #[error("`{email}` is already the e-mail address of an account")]
+    EmailTaken {
+        /// The address.
+        email: String,
+    },
+    /// A pending member has no login of their own yet: the invitation is
+    /// revoked and the right address invited instead.
+    #[error(
+        "`{user_id}` has not accepted the invitation to `{org_id}` yet; revoke it and invite the right address instead"
+    )]
+    EmailOfPendingMember {
+        /// The member.
+        user_id: String,
+        /// The organization.
+        org_id: String,
     },
     /// Only third-party agents have a designation to decide.
     #[error("`{user_id}` is not a third-party agent in `{org_id}`")]
@@ -231,5 +273,13 @@ pub enum NotFound {
         org_id: String,
         /// The department.
         department_id: String,
+    },
+    /// No such bulk invitation job in the organization.
+    #[error("no bulk invitation job `{job_id}` in `{org_id}`")]
+    BulkJob {
+        /// The organization.
+        org_id: String,
+        /// The job.
+        job_id: String,
     },
 }

@@ -7,12 +7,14 @@ use cedar_policy::Schema;
 use serde_json::{Value, json};
 
 use super::change::Change;
+use super::model::Status;
 use super::store::{self, MembershipRow};
 use super::uid::ModelUid;
 use super::{InviteError, NotFound};
 use crate::entities::EntityStore;
 
-fn membership_entity(m: &MembershipRow) -> Value {
+/// The entity of `m`.
+pub(crate) fn membership_entity(m: &MembershipRow) -> Value {
     let mut attrs = json!({
         "tenant": m.org_id,
         "user": ModelUid::user(&m.user_id).reference(),
@@ -42,13 +44,23 @@ async fn write(change: &mut Change, schema: &Schema, entities: Value) -> Result<
 
 /// Rewrites the user and all their memberships.
 pub async fn user(change: &mut Change, schema: &Schema, user_id: &str) -> Result<(), InviteError> {
-    let Some(user) = store::user_by_id(change, user_id).await? else {
+    let entities = user_entities(change, user_id).await?;
+    write(change, schema, Value::Array(entities)).await
+}
+
+/// The user and all their memberships as Cedar entities, from the rows as
+/// `conn` reads them (inside a write: as it is about to commit them).
+pub async fn user_entities(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+) -> Result<Vec<Value>, InviteError> {
+    let Some(user) = store::user_by_id(conn, user_id).await? else {
         return Err(NotFound::User {
             user_id: user_id.to_owned(),
         }
         .into());
     };
-    let memberships = store::memberships_of_user(change, user_id).await?;
+    let memberships = store::memberships_of_user(conn, user_id).await?;
     let tags: serde_json::Map<String, Value> = memberships
         .iter()
         .map(|m| {
@@ -64,8 +76,18 @@ pub async fn user(change: &mut Change, schema: &Schema, user_id: &str) -> Result
         "parents": [],
         "tags": tags,
     })];
-    entities.extend(memberships.iter().map(membership_entity));
-    write(change, schema, Value::Array(entities)).await
+    // A placeholder (see `store::insert_placeholder`) stands for nobody:
+    // its membership is never ACTIVE in Cedar, so it is denied everything
+    // as a pending member is, whatever becomes of its row. The account it
+    // stands in for joins under its own id by accepting.
+    entities.extend(memberships.iter().map(|m| match m.status {
+        Status::Active if user.placeholder => membership_entity(&MembershipRow {
+            status: Status::Pending,
+            ..m.clone()
+        }),
+        _ => membership_entity(m),
+    }));
+    Ok(entities)
 }
 
 /// The organization entity (also what its creation is authorized on).

@@ -1,8 +1,8 @@
 //! The invitation service: its type, who acts, and its settings. The
 //! operations are in one file per use case, each an `impl InviteService`
 //! block: `authorize.rs`, `onboard.rs` (system administrators and
-//! organizations), `invite.rs`, `bulk.rs`, `members.rs`, `departments.rs`
-//! and `link.rs` (the invitee's side). Each one asks Cedar whether the
+//! organizations), `invite.rs`, `bulk.rs` (and `jobs.rs`, its background
+//! jobs), `members.rs`, `departments.rs` and `link.rs` (the invitee's side). Each one asks Cedar whether the
 //! actor may act on the organization at all (before reading anything of
 //! it), validates the input, asks the detailed question (the grant, the
 //! member), then writes rows, their Cedar projection, the audit record and
@@ -42,6 +42,9 @@ pub struct InviteSettings {
     pub block_generic: bool,
     /// Base URL of the acceptance page in e-mails, e.g. `https://authz.example.com`.
     pub public_url: String,
+    /// Bulk invitations writing more rows than this run as a background
+    /// job (see `jobs.rs`); smaller ones are written within the request.
+    pub bulk_sync_rows: usize,
 }
 
 /// Who performs an operation.
@@ -131,6 +134,8 @@ pub struct InviteService {
     pub(crate) settings: Arc<InviteSettings>,
     /// Hashes the passwords chosen at acceptance (see `link.rs`).
     pub(crate) hashing: Arc<super::link::PasswordHashing>,
+    /// Wakes the bulk-job worker when a job is queued (see `jobs.rs`).
+    pub(crate) jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 impl InviteService {
@@ -150,6 +155,7 @@ impl InviteService {
             mailer,
             settings: Arc::new(settings),
             hashing: Arc::default(),
+            jobs_queued: Arc::default(),
         }
     }
 

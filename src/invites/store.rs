@@ -22,6 +22,9 @@ pub struct UserRow {
     pub last_name: String,
     pub has_password: bool,
     pub system_admin: bool,
+    /// A placeholder ([`insert_placeholder`]); `email` is then the address
+    /// it was invited at, not a login.
+    pub placeholder: bool,
 }
 
 /// An organization.
@@ -73,10 +76,13 @@ fn user(row: AnyRow) -> UserRow {
         last_name: row.get(3),
         has_password: row.get::<Option<String>, _>(4).is_some(),
         system_admin: flag(&row, 5),
+        placeholder: row.get::<Option<String>, _>(6).is_some(),
     }
 }
 
-const USER_COLUMNS: &str = "user_id, email, first_name, last_name, password_hash, system_admin";
+/// A placeholder's address is the invited one (its login column is none).
+const USER_COLUMNS: &str = "user_id, coalesce(invited_email, email), first_name, last_name, \
+                            password_hash, system_admin, invited_email";
 
 pub async fn user_by_id(conn: &mut Conn, user_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
     let sql = format!("select {USER_COLUMNS} from app_user where user_id = $1");
@@ -115,6 +121,46 @@ pub async fn insert_user(
     .bind(last_name)
     .bind(i64::from(system_admin))
     .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates a placeholder: the user a pending member invited at `email` is
+/// held under when the address already has a user row, so that the inviter
+/// learns neither the account's id nor that it exists. No login (its
+/// `email` column is no address), no password; accepting moves the
+/// membership to the account ([`move_placeholder_membership`]).
+pub async fn insert_placeholder(
+    conn: &mut Conn,
+    user_id: &str,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into app_user (user_id, email, invited_email, first_name, last_name, system_admin, created_at)
+         values ($1, 'placeholder:' || $1, $2, $3, $4, 0, $5)",
+    )
+    .bind(user_id)
+    .bind(email)
+    .bind(first_name)
+    .bind(last_name)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes a placeholder the account of its invited address (which nobody
+/// holds any more: the account it stood in for changed its address).
+pub async fn promote_placeholder(conn: &mut Conn, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update app_user set email = invited_email, invited_email = null
+         where user_id = $1 and invited_email is not null",
+    )
+    .bind(user_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -212,6 +258,55 @@ pub async fn membership_of(
         .await?
         .map(membership)
         .transpose()
+}
+
+/// The membership in `org_id` of a placeholder invited at `email`, if any
+/// (there is at most one: inviting the address again finds it).
+pub async fn placeholder_membership(
+    conn: &mut Conn,
+    org_id: &str,
+    email: &str,
+) -> Result<Option<MembershipRow>, sqlx::Error> {
+    let sql = format!(
+        "select {MEMBERSHIP_COLUMNS} from membership
+         where org_id = $1
+           and user_id in (select user_id from app_user where invited_email = $2)
+         order by created_at, user_id limit 1"
+    );
+    sqlx::query(&sql)
+        .bind(org_id)
+        .bind(email)
+        .fetch_optional(conn)
+        .await?
+        .map(membership)
+        .transpose()
+}
+
+/// Moves the membership of the placeholder `placeholder_id` to `to.user_id`
+/// (no member of the organization), with its invitations, and deletes the
+/// placeholder.
+pub async fn move_placeholder_membership(
+    conn: &mut Conn,
+    to: &MembershipRow,
+    placeholder_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    save_membership(&mut *conn, to, now).await?;
+    sqlx::query("update invitation set user_id = $1 where org_id = $2 and user_id = $3")
+        .bind(&to.user_id)
+        .bind(&to.org_id)
+        .bind(placeholder_id)
+        .execute(&mut *conn)
+        .await?;
+    delete_membership(&mut *conn, &to.org_id, placeholder_id).await?;
+    sqlx::query(
+        "delete from app_user where user_id = $1 and invited_email is not null
+           and not exists (select 1 from membership where user_id = $1)",
+    )
+    .bind(placeholder_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn memberships_of_user(

@@ -5,9 +5,10 @@
 //!
 //! Several sidecars may share one outbox: a worker claims a message for one
 //! attempt before sending it (`outbox.rs`), so each is sent once. An
-//! invitation's message is queued with [`SECRET_PLACEHOLDER`] where its
-//! link's secret goes: the secret is minted when the message is sent
-//! ([`token`]), so the outbox never holds a working link.
+//! invitation's message, and an e-mail change's confirmation, is queued
+//! with [`SECRET_PLACEHOLDER`] where its link's secret goes: the secret is
+//! minted when the message is sent ([`token`]), so the outbox never holds
+//! a working link.
 
 mod outbox;
 mod smtp;
@@ -21,8 +22,10 @@ use lettre::message::{Mailbox, Message, header::ContentType};
 use sqlx::AnyPool;
 use tokio::sync::Notify;
 
-use outbox::{Claimed, claim, mint, settle_cancelled, settle_failed, settle_sent};
-pub use outbox::{delivery_failed, enqueue};
+use outbox::{
+    Claimed, claim, mint, mint_email_change, settle_cancelled, settle_failed, settle_sent,
+};
+pub use outbox::{carry_email_change, delivery_failed, enqueue};
 use smtp::Smtp;
 use token::InviteToken;
 
@@ -30,8 +33,8 @@ use token::InviteToken;
 pub const MAX_ATTEMPTS: i64 = 5;
 /// First retry delay in seconds; doubled after each failure.
 const RETRY_BASE_SECS: i64 = 30;
-/// What an invitation's queued body holds where its link's secret goes.
-/// Not base64url, so never mistaken for a secret.
+/// What a queued body holds where its link's secret goes (an invitation's,
+/// an e-mail change's). Not base64url, so never mistaken for a secret.
 pub const SECRET_PLACEHOLDER: &str = "{{invitation-secret}}";
 /// How long a claim outlives the delivery limit: the attempt's own
 /// database statements, and some disagreement between sidecars' clocks.
@@ -245,11 +248,11 @@ impl Mailer {
         }
     }
 
-    /// The body to send, or why the message is not to be sent. An
-    /// invitation's secret is minted here: the invitation takes the new
-    /// hash only while it is pending and unexpired, and the secret exists
-    /// nowhere but in this body. A failed send reveals nothing, so the next
-    /// attempt mints again.
+    /// The body to send, or why the message is not to be sent. A link's
+    /// secret is minted here: the invitation (or e-mail change) takes the
+    /// new hash only while it is pending and unexpired, and the secret
+    /// exists nowhere but in this body. A failed send reveals nothing, so
+    /// the next attempt mints again.
     async fn render(
         &self,
         message: &Claimed,
@@ -258,14 +261,20 @@ impl Mailer {
         if !message.body.contains(SECRET_PLACEHOLDER) {
             return Ok(Ok(message.body.clone()));
         }
-        let Some(invitation) = &message.invitation_id else {
-            return Ok(Err("a link without an invitation"));
-        };
         let token = InviteToken::generate();
-        if !mint(&self.pool, invitation, &token.hash(), now).await? {
-            return Ok(Err(
+        let (minted, dead) = match (&message.invitation_id, &message.email_change_id) {
+            (Some(invitation), _) => (
+                mint(&self.pool, invitation, &token.hash(), now).await?,
                 "the invitation is no longer pending (accepted, declined, revoked or expired)",
-            ));
+            ),
+            (None, Some(change)) => (
+                mint_email_change(&self.pool, change, &token.hash(), now).await?,
+                "the e-mail change is no longer pending (confirmed, superseded or expired)",
+            ),
+            (None, None) => return Ok(Err("a link without an invitation or e-mail change")),
+        };
+        if !minted {
+            return Ok(Err(dead));
         }
         Ok(Ok(message.body.replace(SECRET_PLACEHOLDER, token.expose())))
     }

@@ -61,11 +61,30 @@ pub async fn delivery_failed(
     Ok(row.is_some())
 }
 
+/// Marks the unsent message queued under `dedupe_key` in this transaction
+/// as carrying the confirmation link of the e-mail change `change_id`,
+/// whose secret the worker mints when it sends the message (as for an
+/// invitation's link).
+pub async fn carry_email_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dedupe_key: &str,
+    change_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update outbox set email_change_id = $1 where dedupe_key = $2 and sent_at is null")
+        .bind(change_id)
+        .bind(dedupe_key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// A message claimed for one delivery attempt.
 #[derive(Debug)]
 pub(super) struct Claimed {
     pub message_id: String,
     pub invitation_id: Option<String>,
+    /// The e-mail change whose confirmation link the message carries.
+    pub email_change_id: Option<String>,
     pub recipient: String,
     pub subject: String,
     pub body: String,
@@ -99,7 +118,7 @@ pub(super) async fn claim(
                and (claimed_until is null or claimed_until <= $4)
              order by created_at, message_id limit 1 {lock})
            and sent_at is null and (claimed_until is null or claimed_until <= $4)
-         returning message_id, invitation_id, recipient, subject, body, attempts"
+         returning message_id, invitation_id, recipient, subject, body, attempts, email_change_id"
     );
     let claim = uuid::Uuid::new_v4().to_string();
     let row = sqlx::query(&sql)
@@ -116,6 +135,7 @@ pub(super) async fn claim(
         subject: row.get(3),
         body: row.get(4),
         attempts: row.get(5),
+        email_change_id: row.get(6),
         claim,
     }))
 }
@@ -139,6 +159,27 @@ pub(super) async fn mint(
     )
     .bind(token_hash)
     .bind(invitation_id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the e-mail change `change_id` the token hash `token_hash`, if it
+/// is still pending and unexpired at `now` (as [`mint`] for invitations;
+/// `PENDING` is the invitation service's `EmailChangeState::Pending`).
+pub(super) async fn mint_email_change(
+    pool: &AnyPool,
+    change_id: &str,
+    token_hash: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update email_change set token_hash = $1
+         where change_id = $2 and state = 'PENDING' and expires_at > $3",
+    )
+    .bind(token_hash)
+    .bind(change_id)
     .bind(now)
     .execute(pool)
     .await?;

@@ -1,6 +1,6 @@
 //! Invitations from e-mail to acceptance, decline, expiry or revocation (R48, R59, E6-E11, E30).
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{ORG, OWNER, acme, members_path, set_status, str_of};
@@ -227,8 +227,8 @@ async fn after_a_link_expired_the_administrator_resends_and_the_new_link_works()
 
 // ------------------------------------------------------------------ existing accounts, several organizations
 
-on_both_backends!(a_person_with_an_account_is_added_to_a_second_organization_at_once_and_nothing_leaks_between_them);
-async fn a_person_with_an_account_is_added_to_a_second_organization_at_once_and_nothing_leaks_between_them()
+on_both_backends!(a_person_with_an_account_joins_a_second_organization_by_accepting_and_nothing_leaks_between_them);
+async fn a_person_with_an_account_joins_a_second_organization_by_accepting_and_nothing_leaks_between_them()
  {
     // Arrange
     let (app, _) = acme().await;
@@ -241,9 +241,7 @@ async fn a_person_with_an_account_is_added_to_a_second_organization_at_once_and_
             json!({"permissions": {"billing": "Read"}}),
         )
         .await;
-
-    // Act
-    let added = app
+    let invited = app
         .invited(
             "gwen@globex.example",
             "globex",
@@ -251,16 +249,28 @@ async fn a_person_with_an_account_is_added_to_a_second_organization_at_once_and_
             json!({"permissions": {"programs": "Read"}}),
         )
         .await;
+    let before_accepting = app.allowed(&rita, "programs.read", "globex").await;
+    let mail = app.next_mail_to("rita@acme.example").await;
+    let token = mail.token().expect("an invitation link");
+
+    // Act: accepting with the existing account, no password
+    let accepted = app
+        .call(
+            Method::POST,
+            "/v1/invitations/accept",
+            None,
+            Some(&json!({"token": token})),
+        )
+        .await;
 
     // Assert
-    assert_eq!(added["outcome"], "added", "{added}");
-    assert_eq!(added["status"], "ACTIVE", "{added}");
-    assert_eq!(added["user_id"], rita.as_str());
-    assert!(added["invitation_id"].is_null(), "{added}");
-    let notice = app.next_mail_to("rita@acme.example").await;
-    assert!(notice.subject.contains("globex"), "{notice:?}");
-    assert!(notice.token().is_none(), "no link in: {}", notice.body);
-    assert!(!notice.body.contains("/invite/"), "{}", notice.body);
+    assert_eq!(invited["outcome"], "invited", "{invited}");
+    assert_eq!(invited["status"], "PENDING", "{invited}");
+    assert_ne!(invited["user_id"], rita.as_str(), "{invited}");
+    assert!(!before_accepting, "nothing before accepting");
+    assert!(mail.subject.contains("globex"), "{mail:?}");
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    assert_eq!(accepted.body["user_id"], rita.as_str(), "{}", accepted.text);
     assert!(app.allowed(&rita, "programs.read", "globex").await);
     assert!(!app.allowed(&rita, "billing.read", "globex").await);
     assert!(app.allowed(&rita, "billing.read", ORG).await);
@@ -275,8 +285,8 @@ async fn a_person_with_an_account_is_added_to_a_second_organization_at_once_and_
     assert!(app.allowed(&rita, "programs.read", "globex").await);
 }
 
-on_both_backends!(a_person_inactive_in_one_organization_is_added_to_another_as_usual);
-async fn a_person_inactive_in_one_organization_is_added_to_another_as_usual() {
+on_both_backends!(a_person_inactive_in_one_organization_is_invited_to_another_as_usual);
+async fn a_person_inactive_in_one_organization_is_invited_to_another_as_usual() {
     // Arrange
     let (app, _) = acme().await;
     app.create_org("globex", "gwen@globex.example").await;
@@ -287,7 +297,7 @@ async fn a_person_inactive_in_one_organization_is_added_to_another_as_usual() {
     assert_eq!(off.status, StatusCode::OK, "{}", off.text);
 
     // Act
-    let added = app
+    let invited = app
         .invited(
             "gwen@globex.example",
             "globex",
@@ -295,10 +305,14 @@ async fn a_person_inactive_in_one_organization_is_added_to_another_as_usual() {
             json!({"permissions": {"billing": "Read"}}),
         )
         .await;
+    let token = app.next_token_for("rita@acme.example").await;
+    let accepted = app.accept(&token).await;
 
     // Assert
-    assert_eq!(added["outcome"], "added", "{added}");
-    assert_eq!(added["status"], "ACTIVE", "{added}");
+    assert_eq!(invited["outcome"], "invited", "{invited}");
+    assert_eq!(invited["status"], "PENDING", "{invited}");
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    assert_eq!(accepted.body["user_id"], rita.as_str(), "{}", accepted.text);
     assert!(app.allowed(&rita, "billing.read", "globex").await);
     assert!(!app.allowed(&rita, "billing.read", ORG).await);
     let in_acme = app.member(OWNER, ORG, "rita@acme.example").await;
