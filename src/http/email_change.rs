@@ -15,25 +15,29 @@ use std::sync::LazyLock;
 
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use minijinja::{Environment, context};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::admin::{ActorHeader, InviteApp, actor};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Path, RequestId};
+use super::link_page::{self, LinkCsrf, secure_cookies};
 use crate::invites::email_change::{EmailChangeInput, EmailChangeRequested, EmailChangeView};
-use crate::invites::token::{hash_token, random_secret};
+use crate::invites::token::random_secret;
 use crate::invites::{Conflict, InviteError};
 
-const CSRF_COOKIE: &str = "cedargate_email_csrf";
+/// The confirmation form's CSRF token, bound to the link (a pair from an
+/// invitation's page never verifies here: the label differs).
+const CSRF: LinkCsrf = LinkCsrf {
+    cookie: "cedargate_email_csrf",
+    path: PAGE_PREFIX,
+    label: b"cedargate email-change csrf\0",
+};
 /// Where the page lives, and the path of its cookie.
 const PAGE_PREFIX: &str = "/email-change";
 
@@ -214,12 +218,7 @@ fn form_page(token: &str, view: &EmailChangeView, secure: bool) -> Response {
         org_name => &view.org_name, requester => &view.requester,
     };
     let mut response = render(StatusCode::OK, "email_change.html", ctx);
-    if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{CSRF_COOKIE}={secret}; Path={PAGE_PREFIX}; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    )) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
+    CSRF.set_cookie(&mut response, &secret, secure);
     response
 }
 
@@ -232,78 +231,21 @@ fn message(status: StatusCode, heading: &str, text: &str) -> Response {
 }
 
 fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
-    let body = TEMPLATES
-        .get_template(name)
-        .and_then(|t| t.render(ctx))
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot render a page");
-            "<!doctype html><title>error</title><p>Something went wrong.</p>".to_owned()
-        });
-    let mut response = (status, Html(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
-    );
-    response
+    link_page::render(&TEMPLATES, status, name, ctx)
 }
 
-/// Whether people reach the page over https: the public URL's scheme, as
-/// the links in the e-mails have it.
-fn secure_cookies(app: &InviteApp) -> bool {
-    app.service
-        .settings
-        .public_url
-        .trim_start()
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-}
-
-/// The CSRF field that goes with the cookie's `secret` on the page of the
-/// link `token`: only the cookie (`HttpOnly`) holds the secret, and the
-/// pair verifies this one link's form (and no invitation's: the label
-/// differs).
 fn csrf_field(secret: &str, token: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"cedargate email-change csrf\0")
-        .chain_update(secret.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(hash_token(token).as_bytes())
-        .finalize();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    CSRF.field(secret, token)
 }
 
-/// The cookie's secret is present and `field` is its field for the link
-/// `token` (compared in constant time).
 fn csrf_ok(headers: &HeaderMap, field: &str, token: &str) -> bool {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            pair.trim()
-                .strip_prefix(&format!("{CSRF_COOKIE}="))
-                .map(str::to_owned)
-        });
-    match cookie {
-        Some(secret) if !secret.is_empty() && !field.is_empty() => bool::from(
-            csrf_field(&secret, token)
-                .as_bytes()
-                .ct_eq(field.as_bytes()),
-        ),
-        _ => false,
-    }
+    CSRF.verifies(headers, field, token)
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderValue, header};
+
     use super::*;
 
     #[test]

@@ -15,13 +15,10 @@ use std::sync::LazyLock;
 
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use base64::Engine as _;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use minijinja::{Environment, context};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -30,14 +27,20 @@ use super::AppState;
 use super::admin::InviteApp;
 use super::error::ApiError;
 use super::extract::RequestId;
+use super::link_page::{self, LinkCsrf, secure_cookies};
 use crate::invites::service::{
     Acceptance, InvitationView, NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
     PasswordProblem,
 };
-use crate::invites::token::{hash_token, random_secret};
+use crate::invites::token::random_secret;
 use crate::invites::{InviteError, InviteService};
 
-const CSRF_COOKIE: &str = "cedargate_csrf";
+/// The acceptance form's CSRF token, bound to the invitation link.
+const CSRF: LinkCsrf = LinkCsrf {
+    cookie: "cedargate_csrf",
+    path: "/invite",
+    label: b"cedargate invite csrf\0",
+};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -54,48 +57,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// The CSRF cookie a page sets.
-struct CsrfCookie<'a> {
-    /// The random secret.
-    secret: &'a str,
-    /// People reach the page over https.
-    secure: bool,
-}
-
-fn render(
-    status: StatusCode,
-    name: &str,
-    ctx: minijinja::Value,
-    csrf_cookie: Option<CsrfCookie<'_>>,
-) -> Response {
-    let body = TEMPLATES
-        .get_template(name)
-        .and_then(|t| t.render(ctx))
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot render a page");
-            "<!doctype html><title>error</title><p>Something went wrong.</p>".to_owned()
-        });
-    let mut response = (status, Html(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
-    );
-    if let Some(CsrfCookie { secret, secure }) = csrf_cookie
-        && let Ok(cookie) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={secret}; Path=/invite; HttpOnly; SameSite=Strict{}",
-            if secure { "; Secure" } else { "" }
-        ))
-    {
-        headers.insert(header::SET_COOKIE, cookie);
-    }
-    response
+fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+    link_page::render(&TEMPLATES, status, name, ctx)
 }
 
 fn message(status: StatusCode, heading: &str, text: &str) -> Response {
@@ -103,7 +66,6 @@ fn message(status: StatusCode, heading: &str, text: &str) -> Response {
         status,
         "message.html",
         context! { heading, message => text },
-        None,
     )
 }
 
@@ -142,26 +104,9 @@ fn form_page(
         needs_password => view.needs_password,
         min_chars => PASSWORD_MIN_CHARS, max_chars => PASSWORD_MAX_CHARS,
     };
-    render(
-        status,
-        "invite.html",
-        ctx,
-        Some(CsrfCookie {
-            secret: &secret,
-            secure,
-        }),
-    )
-}
-
-/// Whether people reach the page over https: the public URL's scheme, as
-/// the links in the e-mails have it.
-fn secure_cookies(app: &InviteApp) -> bool {
-    app.service
-        .settings
-        .public_url
-        .trim_start()
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    let mut response = render(status, "invite.html", ctx);
+    CSRF.set_cookie(&mut response, &secret, secure);
+    response
 }
 
 /// The public acceptance page (no token).
@@ -233,41 +178,12 @@ impl Posted for DeclineForm {
     }
 }
 
-/// The CSRF field that goes with the cookie's `secret` on the page of the
-/// link `token`. The secret is random per page and fixed-length, and only
-/// the cookie (`HttpOnly`) holds it: the field, which is in the page, does
-/// not reveal it, and it binds the pair to this one link.
 fn csrf_field(secret: &str, token: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"cedargate invite csrf\0")
-        .chain_update(secret.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(hash_token(token).as_bytes())
-        .finalize();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    CSRF.field(secret, token)
 }
 
-/// The cookie's secret is present and `field` is its field for the link
-/// `token` (compared in constant time).
 fn csrf_ok(headers: &HeaderMap, field: &str, token: &str) -> bool {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            pair.trim()
-                .strip_prefix(&format!("{CSRF_COOKIE}="))
-                .map(str::to_owned)
-        });
-    match cookie {
-        Some(secret) if !secret.is_empty() && !field.is_empty() => bool::from(
-            csrf_field(&secret, token)
-                .as_bytes()
-                .ct_eq(field.as_bytes()),
-        ),
-        _ => false,
-    }
+    CSRF.verifies(headers, field, token)
 }
 
 fn forged() -> Response {
@@ -373,6 +289,8 @@ pub fn redact_path(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderValue, header};
+
     use super::*;
 
     #[test]

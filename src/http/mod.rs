@@ -10,6 +10,7 @@ pub mod extract;
 pub mod health;
 pub mod invite_page;
 pub mod jobs;
+mod link_page;
 pub mod native;
 pub mod orgs;
 pub mod policies;
