@@ -199,18 +199,11 @@ impl InviteService {
     ) -> Result<Prepared, InviteError> {
         let email = self.check_email(&input.email)?;
         let (first_name, last_name) = check_names(&input.first_name, &input.last_name)?;
-        let role = match &input.role {
-            Some(r) => Role::parse(r)?,
-            None => Role::GeneralUser,
-        };
-        let permissions = match &input.permissions {
-            Some(p) => Permissions::parse(p, Some(&role.preset()))?,
-            None => role.preset(),
-        };
-        let restrictions = match &input.restrictions {
-            Some(r) => Restrictions::parse(r)?,
-            None => Restrictions::default(),
-        };
+        let (role, permissions, restrictions) = parse_grant(
+            input.role.as_deref(),
+            input.permissions.as_ref(),
+            input.restrictions.as_ref(),
+        )?;
         let mut conn = self.pool.acquire().await?;
         // For an organization's owner too (E19): accounts are the host's,
         // and may be stored before the organization is created.
@@ -602,4 +595,20 @@ pub(crate) async fn check_restrictions(
         }
     }
     Ok(())
+}
+
+/// A grant as a request gives it: what it leaves out is what a new
+/// invitation gets (GeneralUser, the role's preset levels, no restriction).
+pub(crate) fn parse_grant(
+    role: Option<&str>,
+    permissions: Option<&Value>,
+    restrictions: Option<&Value>,
+) -> Result<(Role, Permissions, Restrictions), InviteError> {
+    let role = role.map_or(Ok(Role::GeneralUser), Role::parse)?;
+    let permissions = match permissions {
+        Some(p) => Permissions::parse(p, Some(&role.preset()))?,
+        None => role.preset(),
+    };
+    let restrictions = restrictions.map_or(Ok(Restrictions::default()), Restrictions::parse)?;
+    Ok((role, permissions, restrictions))
 }

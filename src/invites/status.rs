@@ -10,11 +10,11 @@ use serde_json::Value;
 
 use super::authorize::{ADMINISTER_USERS, Grant};
 use super::change::Change;
-use super::invite::{Prepared, check_restrictions};
+use super::invite::{Prepared, check_restrictions, parse_grant};
 use super::members::{
     MemberView, audit_revoked, is_last_active_manager, member_json, until_members_stable,
 };
-use super::model::{Permissions, Restrictions, Role, Status};
+use super::model::{Role, Status};
 use super::service::{Actor, InviteService};
 use super::store::{self, MembershipRow};
 use super::uid::ModelUid;
@@ -339,18 +339,11 @@ async fn granted(
             )
         }
         Reactivation::Fresh => {
-            let role = match &request.role {
-                Some(r) => Role::parse(r)?,
-                None => Role::GeneralUser,
-            };
-            let permissions = match &request.permissions {
-                Some(p) => Permissions::parse(p, Some(&role.preset()))?,
-                None => role.preset(),
-            };
-            let restrictions = match &request.restrictions {
-                Some(r) => Restrictions::parse(r)?,
-                None => Restrictions::default(),
-            };
+            let (role, permissions, restrictions) = parse_grant(
+                request.role.as_deref(),
+                request.permissions.as_ref(),
+                request.restrictions.as_ref(),
+            )?;
             check_restrictions(conn, org_id, &restrictions).await?;
             (role, permissions, restrictions)
         }
