@@ -50,10 +50,9 @@ SIZES = {
     "13k": [],
     "130k": ["--users", "10000", "--orgs", "1000", "--accounts", "100000", "--generators", "5000"],
     "1m": ["--users", "80000", "--orgs", "7700", "--accounts", "770000", "--generators", "38500"],
-    # 10 x 1m: 10,040,038 entities. Not run on the 2-core, 23.5 GiB machine:
-    # gen_workload.py holds every entity in memory (~25 GB, from 329 MB at
-    # 130k) and draws each account's organization in O(orgs) (1.6 ms a draw
-    # at 77,000 orgs: ~4 h for 8.8M draws); filling takes ~74 s per million.
+    # 10 x 1m: 10,040,038 entities. gen_workload.py streams entities.json
+    # and draws organizations in O(log orgs) (it held ~25 GB and took ~4 h
+    # here before); filling through the API takes ~74 s per million.
     "10m": ["--users", "800000", "--orgs", "77000", "--accounts", "7700000", "--generators", "385000"],
 }
 # Distinct single-request bodies wrk rotates through (the first requests of
