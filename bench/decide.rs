@@ -14,6 +14,10 @@
 //! - `search/*`: which of the workload's 10,000 accounts one user may view:
 //!   by resource search, by a filter plan, and by 10,000 single decisions
 //!   in one batch (the same answer asked the slow way; checked equal).
+//!
+//! `CEDARGATE_COLD_DRIVE=N` runs no criterion bench but a plain driver of
+//! N cold decisions (entity caches emptied before each), for before/after
+//! comparisons and callgrind (see [`cold_drive`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benches may panic")]
 
@@ -30,7 +34,7 @@ use cedargate::decisionlog::DecisionLog;
 use cedargate::engine::{AuthzRequest, Engine};
 use cedargate::entities::EntityStore;
 use cedargate::metrics::Metrics;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use tokio::runtime::Runtime;
 
 /// Distinct requests cycled through by the per-decision benches: as many as
@@ -381,5 +385,102 @@ fn store_size(c: &mut Criterion) {
     group.finish();
 }
 
+/// The plain driver: `CEDARGATE_COLD_DRIVE=N` cold decisions of the 13k
+/// workload's requests, each after `clear_cache()`, on the SQLite store of
+/// the other benches or on `CEDARGATE_COLD_DATABASE_URL` (an empty
+/// database, filled first). Prints the latency distribution, how many
+/// decisions allowed and a digest of every answer (two builds must agree),
+/// and the statements slices
+/// ran ([`EntityStore::slice_reads`]). Under callgrind, the
+/// difference between two values of N gives instructions per decision.
+fn cold_drive(n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let postgres = std::env::var("CEDARGATE_COLD_DATABASE_URL").ok();
+    // Fills the SQLite store once.
+    let (_, w) = engine(&rt, "13k", 0);
+    let url = (postgres.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", w.dir.join("store.db").display()));
+    let args = policy_args(&w);
+    let snapshot = cedargate::policy::load(&args.policies, &args.schema).unwrap();
+    let engine = rt.block_on(async {
+        let pool = cedargate::db::connect(&url.parse().unwrap()).await.unwrap();
+        // Under valgrind a round trip to SQLite's worker thread takes
+        // milliseconds: the default 250 ms would deny on time.
+        let store = EntityStore::new(
+            pool,
+            2_000_000,
+            cedargate::entities::DEFAULT_CHANGE_LOG_KEEP,
+        )
+        .with_read_timeout(Duration::from_secs(600));
+        if postgres.is_some() {
+            fill(&store, snapshot.schema(), &w.dir.join("entities.json")).await;
+        }
+        Engine::new(
+            args,
+            snapshot,
+            Arc::new(store),
+            0,
+            Duration::from_secs(600),
+            Arc::new(Metrics::default()),
+            DecisionLog::off(),
+        )
+        .unwrap()
+    });
+    let requests = authz_requests(&w, n.max(1));
+    let (mut times, allowed, reads, answers) = rt.block_on(async {
+        // One decision first: the store catches up with the fill, and
+        // lazily built state is not what is measured.
+        engine.decide(&requests[0], "").await;
+        let reads = engine.store().slice_reads();
+        let mut times = Vec::with_capacity(n);
+        let mut allowed = 0;
+        let mut answers = sha2::Sha256::default();
+        for r in requests.iter().cycle().take(n) {
+            engine.store().clear_cache();
+            let start = std::time::Instant::now();
+            let d = engine.decide(r, "").await;
+            times.push(start.elapsed());
+            allowed += usize::from(d.decision.allow);
+            let line = serde_json::json!([d.decision.allow, d.decision.reasons, d.decision.errors]);
+            sha2::Digest::update(&mut answers, format!("{line}\n"));
+        }
+        (
+            times,
+            allowed,
+            engine.store().slice_reads() - reads,
+            answers,
+        )
+    });
+    let mean = times.iter().sum::<Duration>().as_secs_f64() * 1e6 / n.max(1) as f64;
+    times.sort();
+    let at = |q: f64| {
+        times
+            .get(((times.len().max(1) - 1) as f64 * q) as usize)
+            .map_or(0.0, |t| t.as_secs_f64() * 1e6)
+    };
+    println!(
+        "cold decisions: {n}, allowed: {allowed}, answers sha256 {:.12}, slice statements: {reads}, µs: p10 {:.1} median {:.1} p90 {:.1} p99 {:.1} mean {mean:.1}",
+        format!("{:x}", sha2::Digest::finalize(answers)),
+        at(0.1),
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    );
+}
+
 criterion_group!(benches, decide, baseline, policy_load, store_size, search);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("CEDARGATE_COLD_DRIVE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        cold_drive(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

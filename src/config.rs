@@ -233,6 +233,12 @@ pub struct InviteArgs {
     /// the request.
     #[arg(long, env = "CEDARGATE_BULK_SYNC_ROWS", default_value_t = 100)]
     pub bulk_sync_rows: usize,
+
+    /// People sign in through an external identity provider: the
+    /// acceptance page asks new people for no password (and sets none, so
+    /// they have no console or `/v1/auth/verify` login).
+    #[arg(long, env = "CEDARGATE_ACCEPT_WITHOUT_PASSWORD")]
+    pub accept_without_password: bool,
 }
 
 /// The shortest and longest invitation link lifetimes accepted.
@@ -295,6 +301,7 @@ impl InviteArgs {
                 .collect(),
             allow_generic_emails: false,
             bulk_sync_rows: 100,
+            accept_without_password: false,
         }
     }
 
@@ -336,6 +343,7 @@ impl InviteArgs {
                 .clone()
                 .unwrap_or_else(|| format!("http://{bind}")),
             bulk_sync_rows: self.bulk_sync_rows,
+            accept_without_password: self.accept_without_password,
         }
     }
 }

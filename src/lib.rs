@@ -3,6 +3,8 @@
 //! Modules in architecture order, from the policy engine up to the HTTP API.
 #![warn(missing_docs)]
 
+/// Who is signed in: passwords, sessions, throttling, reset links, TOTP.
+pub mod accounts;
 /// Proofs over every request and entity store: invariants, never-erroring.
 pub mod assurance;
 /// The audit trail (append-only).

@@ -174,6 +174,9 @@ pub struct EntityStore {
     change_log_keep: u64,
     /// How long a decision waits for the store before it denies.
     read_timeout: std::time::Duration,
+    /// Database statements run to assemble slices (see
+    /// [`EntityStore::slice_reads`]).
+    slice_reads: AtomicU64,
     /// The SQLite file opened, checked before every write and readiness
     /// probe.
     file: Option<crate::db::FileIdentity>,
@@ -197,6 +200,7 @@ impl EntityStore {
             syncing: tokio::sync::Mutex::new(()),
             change_log_keep,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            slice_reads: AtomicU64::new(0),
             file: None,
         }
     }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::accounts::AccountError;
 use crate::entities::{StoreError, WriteError};
 use crate::invites::InviteError;
 
@@ -184,6 +185,37 @@ impl From<InviteError> for ApiError {
             | InviteError::PasswordHash { .. }
             | InviteError::HashingTask { .. }
             | InviteError::HashingPoolClosed) => Self::internal(e),
+        }
+    }
+}
+
+/// The one mapping of sign-in's errors to HTTP, for the host API and the
+/// console pages alike (the pages word the answer but keep this status).
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        let message = e.to_string();
+        match e {
+            AccountError::InvalidCredentials => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+            }
+            AccountError::TotpRequired => {
+                Self::new(StatusCode::UNAUTHORIZED, "totp_required", message)
+            }
+            AccountError::InvalidTotp => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_totp", message)
+            }
+            AccountError::Throttled { retry_after_secs } => {
+                let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "throttled", message);
+                error.retry_after = Some(retry_after_secs);
+                error
+            }
+            AccountError::ResetLinkUnavailable => {
+                Self::new(StatusCode::NOT_FOUND, "link_unavailable", message)
+            }
+            AccountError::Password(problem) => problem.error().into(),
+            AccountError::Enrollment(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            AccountError::Service(e) => e.into(),
+            e @ (AccountError::Store(_) | AccountError::Totp(_)) => Self::internal(e),
         }
     }
 }

@@ -95,13 +95,14 @@ fn form_page(
     error: Option<&str>,
     status: StatusCode,
     secure: bool,
+    external_sign_in: bool,
 ) -> Response {
     let secret = random_secret();
     let csrf = csrf_field(&secret, token);
     let ctx = context! {
         token, csrf, error,
         org_name => &view.org_name, inviter => &view.inviter, email => &view.email,
-        needs_password => view.needs_password,
+        needs_password => view.needs_password, external_sign_in,
         min_chars => PASSWORD_MIN_CHARS, max_chars => PASSWORD_MAX_CHARS,
     };
     let mut response = render(status, "invite.html", ctx);
@@ -129,7 +130,14 @@ pub async fn show(
         return failure(InviteError::LinkUnavailable);
     };
     match app.service.view_invitation(&token, app.clock.now()).await {
-        Ok(view) => form_page(&token, &view, None, StatusCode::OK, secure_cookies(&app)),
+        Ok(view) => form_page(
+            &token,
+            &view,
+            None,
+            StatusCode::OK,
+            secure_cookies(&app),
+            app.service.settings.accept_without_password,
+        ),
         Err(e) => failure(e),
     }
 }
@@ -249,6 +257,7 @@ pub async fn accept(
                 Some(&text),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 secure_cookies(&app),
+                app.service.settings.accept_without_password,
             )
         }
         Err(e) => failure(e),
@@ -302,7 +311,7 @@ mod tests {
             needs_password: true,
             expires_at: 0,
         };
-        let page = form_page("tok", &view, Some("bad"), StatusCode::OK, true);
+        let page = form_page("tok", &view, Some("bad"), StatusCode::OK, true, false);
         assert_eq!(page.status(), StatusCode::OK);
         let msg = message(StatusCode::OK, "h", "m");
         assert_eq!(msg.status(), StatusCode::OK);

@@ -2,7 +2,9 @@
 //! no SQL or Cedar here.
 
 pub mod admin;
+pub mod auth_api;
 pub mod authzen;
+pub mod console;
 pub mod email_change;
 pub mod entities;
 pub mod error;
@@ -97,7 +99,7 @@ pub struct Limits {
         admin::resend, admin::revoke, admin::edit_member, admin::set_status, admin::remove_member,
         admin::decide_agent, admin::audit_trail, admin::save_department, admin::delete_department,
         admin::accept, admin::decline, orgs::settings, orgs::update_settings,
-        email_change::request_email_change,
+        email_change::request_email_change, auth_api::verify,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -154,10 +156,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             .merge(admin::router(app.clone()))
             .merge(orgs::router(app.clone()))
             .merge(jobs::router(app.clone()))
-            .merge(email_change::router(app.clone()));
+            .merge(email_change::router(app.clone()))
+            .merge(auth_api::router(app.clone()));
         public = public
             .merge(invite_page::router(app.clone()))
-            .merge(email_change::page_router(app));
+            .merge(email_change::page_router(app.clone()))
+            .merge(console::router(app));
     }
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -192,7 +196,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         // and no link's secret, so secrets never reach the logs.
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let path = email_change::redact_path(invite_page::redact_path(req.uri().path()));
+                let path = console::redact_path(email_change::redact_path(
+                    invite_page::redact_path(req.uri().path()),
+                ));
                 tracing::debug_span!("http", method = %req.method(), path = %path)
             }),
         )

@@ -66,7 +66,7 @@ pub struct NewPassword<'a> {
 
 impl NewPassword<'_> {
     /// What is wrong with the choice, whoever makes it.
-    fn problem(&self) -> Option<PasswordProblem> {
+    pub(crate) fn problem(&self) -> Option<PasswordProblem> {
         if self
             .confirmation
             .is_some_and(|confirmation| confirmation != self.password)
@@ -153,7 +153,8 @@ impl InviteService {
             );
             return Err(InviteError::LinkUnavailable);
         };
-        let needs_password = !joiner(&mut conn, &inv).await?.has_password;
+        let needs_password =
+            !joiner(&mut conn, &inv).await?.has_password && !self.settings.accept_without_password;
         invitation_view(&mut conn, inv, needs_password).await
     }
 
@@ -176,6 +177,8 @@ impl InviteService {
     ) -> Result<Acceptance, InviteError> {
         let token_hash = hash_token(token);
         let (claim, needs_password) = self.claim_link(&token_hash, now).await?;
+        // With an external identity provider nobody needs a password here.
+        let needs_password = needs_password && !self.settings.accept_without_password;
         let hash = match (needs_password, choice.problem(), choice.password) {
             // Someone with an account keeps their password.
             (false, ..) => None,
@@ -207,7 +210,7 @@ impl InviteService {
             }
             // Between the claim and now the address lost its account (its
             // e-mail changed): nobody joins without a password.
-            None if !joiner.has_password => {
+            None if !joiner.has_password && !self.settings.accept_without_password => {
                 drop(change);
                 return self.refuse_password(claim, PasswordProblem::Length).await;
             }
@@ -525,7 +528,7 @@ impl PasswordHashing {
     }
 
     /// Hashes `password` once a core is free.
-    async fn hash(&self, password: &str) -> Result<String, InviteError> {
+    pub(crate) async fn hash(&self, password: &str) -> Result<String, InviteError> {
         // The permit moves into the task, so that a cancelled accept frees
         // its place only when its hash is done: the bound is on the work,
         // not on the waiting callers.
@@ -542,6 +545,30 @@ impl PasswordHashing {
         })
         .await
         .map_err(|source| InviteError::HashingTask { source })?
+    }
+}
+
+impl PasswordHashing {
+    /// Whether `password` matches the PHC string `phc`, checked once a
+    /// core is free (the same bound as hashing: a verification costs as
+    /// much). A malformed `phc` matches nothing.
+    pub(crate) async fn verify(&self, password: &str, phc: &str) -> Result<bool, InviteError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| InviteError::HashingPoolClosed)?;
+        let (password, phc) = (password.to_owned(), phc.to_owned());
+        tokio::task::spawn_blocking(move || {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            let _permit = permit;
+            PasswordHash::new(&phc).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .map_err(|source| InviteError::HashingTask { source })
     }
 }
 

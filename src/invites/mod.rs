@@ -25,6 +25,7 @@
 mod authorize;
 pub mod bulk;
 mod change;
+pub mod controls;
 mod departments;
 pub mod email_change;
 mod email_change_store;

@@ -45,6 +45,9 @@ pub struct InviteSettings {
     /// Bulk invitations writing more rows than this run as a background
     /// job (see `jobs.rs`); smaller ones are written within the request.
     pub bulk_sync_rows: usize,
+    /// People sign in elsewhere (an identity provider): accepting needs no
+    /// password, and none is set.
+    pub accept_without_password: bool,
 }
 
 /// Who performs an operation.

@@ -23,9 +23,10 @@ use sqlx::AnyPool;
 use tokio::sync::Notify;
 
 use outbox::{
-    Claimed, claim, mint, mint_email_change, settle_cancelled, settle_failed, settle_sent,
+    Claimed, claim, mint, mint_email_change, mint_password_reset, settle_cancelled, settle_failed,
+    settle_sent,
 };
-pub use outbox::{carry_email_change, delivery_failed, enqueue};
+pub use outbox::{carry_email_change, carry_password_reset, delivery_failed, enqueue};
 use smtp::Smtp;
 use token::InviteToken;
 
@@ -271,7 +272,13 @@ impl Mailer {
                 mint_email_change(&self.pool, change, &token.hash(), now).await?,
                 "the e-mail change is no longer pending (confirmed, superseded or expired)",
             ),
-            (None, None) => return Ok(Err("a link without an invitation or e-mail change")),
+            (None, None) => match &message.password_reset_id {
+                Some(reset) => (
+                    mint_password_reset(&self.pool, reset, &token.hash(), now).await?,
+                    "the password reset link is used or expired",
+                ),
+                None => return Ok(Err("a link without an invitation, e-mail change or reset")),
+            },
         };
         if !minted {
             return Ok(Err(dead));

@@ -78,6 +78,24 @@ pub async fn carry_email_change(
     Ok(())
 }
 
+/// Marks the unsent message queued under `dedupe_key` in this transaction
+/// as carrying the link of the password reset `reset_id`, minted when the
+/// message is sent (as for an invitation's link).
+pub async fn carry_password_reset(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dedupe_key: &str,
+    reset_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outbox set password_reset_id = $1 where dedupe_key = $2 and sent_at is null",
+    )
+    .bind(reset_id)
+    .bind(dedupe_key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A message claimed for one delivery attempt.
 #[derive(Debug)]
 pub(super) struct Claimed {
@@ -85,6 +103,8 @@ pub(super) struct Claimed {
     pub invitation_id: Option<String>,
     /// The e-mail change whose confirmation link the message carries.
     pub email_change_id: Option<String>,
+    /// The password reset whose link the message carries.
+    pub password_reset_id: Option<String>,
     pub recipient: String,
     pub subject: String,
     pub body: String,
@@ -118,7 +138,8 @@ pub(super) async fn claim(
                and (claimed_until is null or claimed_until <= $4)
              order by created_at, message_id limit 1 {lock})
            and sent_at is null and (claimed_until is null or claimed_until <= $4)
-         returning message_id, invitation_id, recipient, subject, body, attempts, email_change_id"
+         returning message_id, invitation_id, recipient, subject, body, attempts, email_change_id,
+                   password_reset_id"
     );
     let claim = uuid::Uuid::new_v4().to_string();
     let row = sqlx::query(&sql)
@@ -136,6 +157,7 @@ pub(super) async fn claim(
         body: row.get(4),
         attempts: row.get(5),
         email_change_id: row.get(6),
+        password_reset_id: row.get(7),
         claim,
     }))
 }
@@ -180,6 +202,26 @@ pub(super) async fn mint_email_change(
     )
     .bind(token_hash)
     .bind(change_id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the password reset `reset_id` the token hash `token_hash`, if it
+/// is unused and unexpired at `now` (as [`mint`] for invitations).
+pub(super) async fn mint_password_reset(
+    pool: &AnyPool,
+    reset_id: &str,
+    token_hash: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update password_reset set token_hash = $1
+         where reset_id = $2 and used_at is null and expires_at > $3",
+    )
+    .bind(token_hash)
+    .bind(reset_id)
     .bind(now)
     .execute(pool)
     .await?;

@@ -163,7 +163,7 @@ fn free_port() -> u16 {
 
 /// Runs `test` with a browser session, and closes the session (and with it
 /// Chromium) whether the test passed or panicked, before failing.
-async fn in_browser<F, Fut>(test: F)
+pub(crate) async fn in_browser<F, Fut>(test: F)
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -183,13 +183,13 @@ where
 
 /// The link in the next e-mail to `to` (an `.eml` file in the server's
 /// mail directory).
-async fn link_mailed_to(app: &TestApp, to: &str) -> String {
+pub(crate) async fn link_mailed_to(app: &TestApp, to: &str) -> String {
     let mail = app.next_mail_to(to).await;
     invite_link(&app.address, &mail.body)
 }
 
 /// Waits for the element `id` (a new page after a click) and returns its text.
-async fn text_of(browser: &Client, id: &str) -> String {
+pub(crate) async fn text_of(browser: &Client, id: &str) -> String {
     browser
         .wait()
         .at_most(PAGE_DEADLINE)
@@ -202,7 +202,7 @@ async fn text_of(browser: &Client, id: &str) -> String {
 }
 
 /// The visible text of the whole page.
-async fn page_text(browser: &Client) -> String {
+pub(crate) async fn page_text(browser: &Client) -> String {
     browser
         .find(Locator::Css("body"))
         .await
@@ -212,7 +212,7 @@ async fn page_text(browser: &Client) -> String {
         .expect("the body's text")
 }
 
-async fn type_into(browser: &Client, id: &str, text: &str) {
+pub(crate) async fn type_into(browser: &Client, id: &str, text: &str) {
     browser
         .find(Locator::Id(id))
         .await
@@ -222,7 +222,7 @@ async fn type_into(browser: &Client, id: &str, text: &str) {
         .unwrap_or_else(|e| panic!("cannot type into #{id}: {e}"));
 }
 
-async fn click(browser: &Client, id: &str) {
+pub(crate) async fn click(browser: &Client, id: &str) {
     browser
         .find(Locator::Id(id))
         .await
