@@ -200,17 +200,9 @@ pub async fn resend(
     Path((org, user)): Path<(String, String)>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if let Err(page) = verified(&me, form) {
-        return *page;
-    }
-    match app
-        .service
-        .resend(&me.actor(), &org, &user, app.clock.now())
-        .await
-    {
-        Ok(_) => users_page(&org, "resent"),
-        Err(e) => refused(&me, Refusal::from(e)),
-    }
+    let actor = me.actor();
+    let done = app.service.resend(&actor, &org, &user, app.clock.now());
+    row_action(&me, &org, form, "resent", done).await
 }
 
 /// `POST /console/orgs/{org}/users/{user}/revoke`.
@@ -220,17 +212,9 @@ pub async fn revoke(
     Path((org, user)): Path<(String, String)>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if let Err(page) = verified(&me, form) {
-        return *page;
-    }
-    match app
-        .service
-        .revoke(&me.actor(), &org, &user, app.clock.now())
-        .await
-    {
-        Ok(()) => users_page(&org, "revoked"),
-        Err(e) => refused(&me, Refusal::from(e)),
-    }
+    let actor = me.actor();
+    let done = app.service.revoke(&actor, &org, &user, app.clock.now());
+    row_action(&me, &org, form, "revoked", done).await
 }
 
 /// `POST /console/orgs/{org}/users/{user}/remove`.
@@ -240,16 +224,29 @@ pub async fn remove(
     Path((org, user)): Path<(String, String)>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if let Err(page) = verified(&me, form) {
+    let actor = me.actor();
+    let done = app
+        .service
+        .remove_member(&actor, &org, &user, app.clock.now());
+    row_action(&me, &org, form, "removed", done).await
+}
+
+/// A row button's POST: the CSRF check first, and only then `action` (a
+/// future does nothing until awaited), answered with the Users tab and
+/// `notice`, or the refusal.
+async fn row_action<T>(
+    me: &SignedIn,
+    org: &str,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    notice: &str,
+    action: impl std::future::Future<Output = Result<T, crate::invites::InviteError>>,
+) -> Response {
+    if let Err(page) = verified(me, form) {
         return *page;
     }
-    match app
-        .service
-        .remove_member(&me.actor(), &org, &user, app.clock.now())
-        .await
-    {
-        Ok(()) => users_page(&org, "removed"),
-        Err(e) => refused(&me, Refusal::from(e)),
+    match action.await {
+        Ok(_) => users_page(org, notice),
+        Err(e) => refused(me, Refusal::from(e)),
     }
 }
 
