@@ -213,8 +213,11 @@ pub(crate) async fn page_text(browser: &Client) -> String {
 }
 
 pub(crate) async fn type_into(browser: &Client, id: &str, text: &str) {
+    // Waits: the element may belong to a page still loading after a click.
     browser
-        .find(Locator::Id(id))
+        .wait()
+        .at_most(PAGE_DEADLINE)
+        .for_element(Locator::Id(id))
         .await
         .unwrap_or_else(|e| panic!("no #{id} field: {e}"))
         .send_keys(text)
@@ -223,8 +226,11 @@ pub(crate) async fn type_into(browser: &Client, id: &str, text: &str) {
 }
 
 pub(crate) async fn click(browser: &Client, id: &str) {
+    // Waits: the element may belong to a page still loading after a click.
     browser
-        .find(Locator::Id(id))
+        .wait()
+        .at_most(PAGE_DEADLINE)
+        .for_element(Locator::Id(id))
         .await
         .unwrap_or_else(|e| panic!("no #{id} button: {e}"))
         .click()
