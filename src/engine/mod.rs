@@ -87,6 +87,7 @@ impl Loaded {
         SchemaRef {
             schema: self.snapshot.schema(),
             digest: *self.snapshot.schema_digest(),
+            names: self.snapshot.type_names(),
         }
     }
 

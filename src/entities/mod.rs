@@ -27,6 +27,7 @@
 mod slice;
 mod sql;
 mod stamps;
+mod stored;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
 use cedar_policy_core::ast::Entity as CoreEntity;
 use sqlx::AnyPool;
+
+use crate::policy::TypeNames;
 
 pub use slice::{Reader, Wanted};
 pub use sql::{CHANGE_CHANNEL, StoreError};
@@ -108,6 +111,8 @@ pub struct SchemaRef<'a> {
     pub schema: &'a Schema,
     /// Its digest (SHA-256 of its text), telling schemas apart.
     pub digest: [u8; 32],
+    /// Its entity type names by their text ([`crate::policy::type_names`]).
+    pub names: &'a TypeNames,
 }
 
 /// How much a slice must hold.
@@ -617,43 +622,6 @@ fn normalize(
             Ok((uid, body.to_string()))
         })
         .collect()
-}
-
-fn parse(schema: SchemaRef<'_>, body: &str) -> Result<Parsed, String> {
-    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let mut refs = Vec::new();
-    for key in ["attrs", "tags"] {
-        if let Some(v) = value.get(key) {
-            collect_refs(v, &mut refs);
-        }
-    }
-    let entity = Entity::from_json_value(value, Some(schema.schema))
-        .map_err(|e| crate::policy::with_causes(&e))?;
-    let entity = CoreEntity::clone(entity.as_ref());
-    Ok(Parsed {
-        schema: schema.digest,
-        entity: Arc::new(entity),
-        refs,
-    })
-}
-
-/// Entity references (`{"__entity": {"type", "id"}}`) anywhere in a value.
-fn collect_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            if let Some(target) = map.get("__entity") {
-                if let Ok(uid) = EntityUid::from_json(target.clone()) {
-                    out.push(uid);
-                }
-                return;
-            }
-            for v in map.values() {
-                collect_refs(v, out);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
-        _ => {}
-    }
 }
 
 #[cfg(test)]

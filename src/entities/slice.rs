@@ -15,9 +15,9 @@ use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TC
 use cedar_policy_core::extensions::Extensions;
 
 use super::sql::{self, Seed};
+use super::stored::parse;
 use super::{
-    Closed, EntityStore, MAX_DEREF_DEPTH, Parsed, Plan, Position, SchemaRef, SliceError,
-    StoreError, parse,
+    Closed, EntityStore, MAX_DEREF_DEPTH, Parsed, Plan, Position, SchemaRef, SliceError, StoreError,
 };
 use crate::policy::Supplied;
 

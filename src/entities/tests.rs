@@ -91,20 +91,3 @@ async fn a_write_of_many_entities_is_one_store_revision() {
     let after = sql::revision(store.pool()).await.expect("revision");
     assert_eq!(after, before + 1);
 }
-
-#[test]
-fn references_are_found_in_records_sets_and_tags() {
-    let mut out = Vec::new();
-    collect_refs(
-        &json!({
-            "org": {"__entity": {"type": "Organization", "id": "acme"}},
-            "restrictions": {"active": [{"__entity": {"type": "Account", "id": "a1"}}]},
-            "name": "x"
-        }),
-        &mut out,
-    );
-    let names: Vec<String> = out.iter().map(|u| u.to_string()).collect();
-    assert_eq!(names.len(), 2);
-    assert!(names.contains(&r#"Organization::"acme""#.to_owned()));
-    assert!(names.contains(&r#"Account::"a1""#.to_owned()));
-}

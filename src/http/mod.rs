@@ -168,7 +168,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         extract::require_token,
     ));
 
-    public
+    let routes = public
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -178,22 +178,16 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 "method not allowed here",
             )
         })
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            extract::revision_header,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            extract::count_status,
-        ))
-        // Not tower-http's timeout layer: its 503 has an empty body.
-        .layer(axum::middleware::from_fn_with_state(
-            limits.timeout,
-            extract::time_limit,
-        ))
-        // The trace span records method and path only (no query, no headers),
-        // and no link's secret, so secrets never reach the logs.
+        .with_state(state.clone());
+    // Around the router, not through `Router::layer`: that wraps every
+    // route in each layer, boxed, and every request then clones and drops
+    // the whole boxed stack of its route (a tenth of a cached decision's
+    // instructions). Outermost first.
+    let layered = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // The trace span records method and path only (no query, no
+        // headers), and no link's secret, so secrets never reach the logs.
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let path = console::redact_path(email_change::redact_path(
@@ -202,7 +196,20 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 tracing::debug_span!("http", method = %req.method(), path = %path)
             }),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        // Not tower-http's timeout layer: its 503 has an empty body.
+        .layer(axum::middleware::from_fn_with_state(
+            limits.timeout,
+            extract::time_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::count_status,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            extract::revision_header,
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .service(routes);
+    Router::new().fallback_service(layered)
 }

@@ -86,7 +86,7 @@ pub struct PolicySnapshot {
     analysis_id: u64,
     /// The schema's entity and action type names, so that request uids
     /// need no run of Cedar's parser.
-    type_names: HashMap<String, EntityTypeName>,
+    type_names: TypeNames,
     /// What a request may say about an entity (`@source` annotations).
     supplied: Supplied,
 }
@@ -137,12 +137,7 @@ impl PolicySnapshot {
         files: Vec<String>,
     ) -> Self {
         let narrowed = narrow::narrow(&policies, &schema);
-        let type_names = schema
-            .entity_types()
-            .cloned()
-            .chain(schema.actions().map(|a| a.type_name().clone()))
-            .map(|t| (t.to_string(), t))
-            .collect();
+        let type_names = type_names(&schema);
         Self {
             policies,
             schema,
@@ -224,6 +219,11 @@ impl PolicySnapshot {
             )),
             None => parse_uid(field, value),
         }
+    }
+
+    /// The schema's entity type names (actions' too) by their text.
+    pub fn type_names(&self) -> &TypeNames {
+        &self.type_names
     }
 
     /// Entity literals some policy dereferences (every slice holds them).
@@ -447,6 +447,20 @@ pub fn parse_action(value: &serde_json::Value) -> Result<EntityUid, RequestError
         }
         other => parse_uid("action", other),
     }
+}
+
+/// Entity type names by their text, so that readers look a name up instead
+/// of running Cedar's parser on it.
+pub type TypeNames = HashMap<String, EntityTypeName>;
+
+/// `schema`'s entity type names, actions' included.
+pub fn type_names(schema: &Schema) -> TypeNames {
+    schema
+        .entity_types()
+        .cloned()
+        .chain(schema.actions().map(|a| a.type_name().clone()))
+        .map(|t| (t.to_string(), t))
+        .collect()
 }
 
 /// Parses an entity reference given as `Type::"id"` or `{"type": .., "id": ..}`

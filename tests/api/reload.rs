@@ -112,6 +112,39 @@ async fn an_invalid_schema_is_refused_with_its_file_and_the_previous_set_keeps_s
     );
 }
 
+on_both_backends!(a_stored_entity_a_new_schema_refuses_denies_with_the_reason);
+async fn a_stored_entity_a_new_schema_refuses_denies_with_the_reason() {
+    // Arrange: the organization was stored, and read into the caches,
+    // under a schema without `region`; the new one requires it.
+    let app = TestApp::spawn_with_policy_copy_and(without_test_gate).await;
+    app.load_example().await;
+    let before = app.is_authorized_body(&olivia_reads_billing()).await;
+    assert_eq!(before["decision"], "allow", "{before}");
+    let schema = app.schema_dir().join("cedargate.cedarschema");
+    let text = std::fs::read_to_string(&schema).expect("read the schema");
+    let required = text.replacen(
+        "entity Organization {\n",
+        "entity Organization {\n  region: String,\n",
+        1,
+    );
+    assert_ne!(required, text, "the schema declares Organization");
+    write(&schema, &required);
+
+    // Act
+    let (status, answer) = app.post_json("/v1/policies/reload", &json!(null)).await;
+    let after = app.is_authorized_body(&olivia_reads_billing()).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(after["decision"], "deny", "{after}");
+    assert_eq!(after["policy_revision"], 2, "{after}");
+    let errors = after["errors"].to_string();
+    assert!(
+        errors.contains("Organization::\\\"acme\\\"") && errors.contains("region"),
+        "the error names the entity and the attribute: {after}"
+    );
+}
+
 on_both_backends!(a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions);
 async fn a_valid_change_is_reloaded_as_revision_2_and_replaces_cached_decisions() {
     // Arrange

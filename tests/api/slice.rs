@@ -373,9 +373,11 @@ async fn a_slice_read_inside_a_snapshot_is_one_statement_and_holds_what_a_cold_r
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (engine, schema) = engine(dir.path(), ANALYSED).await;
     let store = engine.store();
+    let names = cedargate::policy::type_names(&schema);
     let schema = cedargate::entities::SchemaRef {
         schema: &schema,
         digest: [7; 32],
+        names: &names,
     };
     let follow: std::collections::HashSet<cedar_policy::EntityTypeName> =
         ["Doc", "Folder", "Space", "Settings"]
