@@ -404,12 +404,20 @@ impl EntityStore {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(revision);
         self.invalidate(changed);
-        let _ = self.synced.compare_exchange(
+        let followed = self.synced.compare_exchange(
             revision - 1,
             revision,
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
+        if followed.is_ok() {
+            // `sync` reads the log only after the synced revision, so what
+            // is at or before it need not be remembered (`sync` trims only
+            // when the log moved past it, which a lone writer's never does).
+            let synced = self.revision();
+            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+            own.retain(|r| *r > synced);
+        }
     }
 
     /// Drops `uids` from the cache, stamps them with the next epoch and

@@ -91,3 +91,28 @@ async fn a_write_of_many_entities_is_one_store_revision() {
     let after = sql::revision(store.pool()).await.expect("revision");
     assert_eq!(after, before + 1);
 }
+
+#[tokio::test]
+async fn a_lone_writer_does_not_remember_every_revision_it_wrote() {
+    // A sidecar alone on its database syncs each of its writes as it makes
+    // them, so the change log never shows them to `sync`, and the set of
+    // its own revisions must not keep one entry per write for ever.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (store, _) = two_stores(dir.path()).await;
+    let schema = repo_schema();
+
+    for i in 0..50 {
+        store
+            .upsert(&schema, json!([org(&format!("o{i}"), "O")]))
+            .await
+            .expect("written");
+        store.sync().await.expect("synced");
+    }
+
+    let own = store
+        .own
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .len();
+    assert!(own <= 1, "{own} revisions kept after 50 writes");
+}
