@@ -53,6 +53,10 @@ pub async fn connect(url: &DatabaseUrl) -> Result<AnyPool, DbError> {
             // concurrent writers wait for each other instead of failing.
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
+            // An embedded database's connection cannot be lost between two
+            // uses; sqlx's ping before each acquire cost every statement a
+            // second round trip to the connection's thread.
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("pragma journal_mode = wal; pragma busy_timeout = 5000; pragma foreign_keys = on;")

@@ -33,7 +33,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, Schema};
+use cedar_policy::{Entities, EntityTypeName, EntityUid, Schema};
 use cedar_policy_core::ast::Entity as CoreEntity;
 use sqlx::AnyPool;
 
@@ -404,20 +404,12 @@ impl EntityStore {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(revision);
         self.invalidate(changed);
-        let followed = self.synced.compare_exchange(
+        let _ = self.synced.compare_exchange(
             revision - 1,
             revision,
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
-        if followed.is_ok() {
-            // `sync` reads the log only after the synced revision, so what
-            // is at or before it need not be remembered (`sync` trims only
-            // when the log moved past it, which a lone writer's never does).
-            let synced = self.revision();
-            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
-            own.retain(|r| *r > synced);
-        }
     }
 
     /// Drops `uids` from the cache, stamps them with the next epoch and
@@ -454,6 +446,11 @@ impl EntityStore {
         let seen = self.revision();
         let log = sql::changes_since(&self.pool, seen).await?;
         if log.revision <= seen {
+            // The log is read only after `seen` from now on. Trimmed here,
+            // not in `applied`: a sync that read the log before a write
+            // marked its revision synced must still find it own.
+            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+            own.retain(|r| *r > seen);
             return Ok(0);
         }
         let mut changed = log.changes;
@@ -609,17 +606,12 @@ fn normalize(
     // Cedar names the offending entity and attribute only in the causes.
     let entities = Entities::from_json_value(json, Some(schema))
         .map_err(|e| WriteError::Invalid(crate::policy::with_causes(&e)))?;
-    let actions: HashSet<EntityUid> = schema
-        .action_entities()
-        .map_err(|e| WriteError::Invalid(e.to_string()))?
-        .iter()
-        .map(Entity::uid)
-        .collect();
     given
         .into_iter()
         // Action entities come from the schema (Cedar checked that any given
-        // here agree with it); storing them would only duplicate it.
-        .filter(|uid| !actions.contains(uid))
+        // here are declared there and agree with it); storing them would
+        // only duplicate it.
+        .filter(|uid| !uid.as_ref().entity_type().is_action())
         .map(|uid| {
             let entity = entities
                 .get(&uid)
