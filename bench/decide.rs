@@ -31,10 +31,11 @@ use cedar_policy::{Authorizer, Entities, EntityUid, PolicySet, Request};
 use cedargate::cli::PolicyArgs;
 use cedargate::config::DatabaseUrl;
 use cedargate::decisionlog::DecisionLog;
-use cedargate::engine::{AuthzRequest, Engine};
+use cedargate::engine::{AuthzRequest, Engine, UidRef};
 use cedargate::entities::EntityStore;
 use cedargate::metrics::Metrics;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use serde::Deserialize as _;
 use tokio::runtime::Runtime;
 
 /// Distinct requests cycled through by the per-decision benches: as many as
@@ -103,9 +104,10 @@ fn authz_requests(w: &workload::Workload, n: usize) -> Vec<AuthzRequest> {
     w.requests(n)
         .into_iter()
         .map(|r| AuthzRequest {
-            principal: r["principal"].clone(),
-            action: r["action"].clone(),
-            resource: r["resource"].clone(),
+            // Read as the HTTP API reads them.
+            principal: UidRef::deserialize(&r["principal"]).unwrap(),
+            action: UidRef::deserialize(&r["action"]).unwrap(),
+            resource: UidRef::deserialize(&r["resource"]).unwrap(),
             context: r["context"].clone(),
             entities: Vec::new(),
             described_by: cedargate::engine::Describer::Caller,
@@ -183,13 +185,13 @@ fn search(c: &mut Criterion) {
     // The user of the workload's first account view.
     let user = authz_requests(&w, REQUESTS)
         .into_iter()
-        .find(|r| r.action["id"] == "viewAccount")
+        .find(|r| r.action == UidRef::parts("Action", "viewAccount"))
         .map(|r| r.principal)
         .unwrap();
     let request = |resource: serde_json::Value| AuthzRequest {
         principal: user.clone(),
-        action: serde_json::json!({"type": "Action", "id": "viewAccount"}),
-        resource,
+        action: UidRef::parts("Action", "viewAccount"),
+        resource: resource.into(),
         context: serde_json::json!({}),
         entities: Vec::new(),
         described_by: cedargate::engine::Describer::Caller,

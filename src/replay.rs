@@ -123,9 +123,9 @@ pub async fn replay(
         report.replayed += 1;
         report.redacted += usize::from(!logged.redacted.is_empty());
         let request = AuthzRequest {
-            principal: serde_json::Value::String(logged.principal.clone()),
-            action: serde_json::Value::String(logged.action.clone()),
-            resource: serde_json::Value::String(logged.resource.clone()),
+            principal: serde_json::Value::String(logged.principal.clone()).into(),
+            action: serde_json::Value::String(logged.action.clone()).into(),
+            resource: serde_json::Value::String(logged.resource.clone()).into(),
             context,
             entities: logged.entities.clone().unwrap_or_default(),
             described_by: Describer::Caller,

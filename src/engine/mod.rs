@@ -16,6 +16,7 @@
 mod cache;
 mod request;
 mod search;
+mod uid;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,8 +34,9 @@ use crate::policy::{
     self, Decision, Explanation, LoadError, PolicyArgs, PolicySnapshot, parse_uid,
 };
 use cache::{Cached, DecisionCache, DecisionKey};
-use request::{RequestUids, conform, parse_request, request_entities};
+use request::{RequestUids, conform, parse_request, request_entities, uid};
 pub use search::{Found, FoundActions, PlanFailure, Planned, Search, SearchError, Searched};
+pub use uid::UidRef;
 
 /// How often one decision-path error is written to the log.
 const ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
@@ -126,11 +128,11 @@ impl Loaded {
 #[derive(Debug, Clone)]
 pub struct AuthzRequest {
     /// The principal.
-    pub principal: serde_json::Value,
+    pub principal: UidRef,
     /// The action.
-    pub action: serde_json::Value,
+    pub action: UidRef,
     /// The resource.
-    pub resource: serde_json::Value,
+    pub resource: UidRef,
     /// The context object (`{}` when absent).
     pub context: serde_json::Value,
     /// Request-scoped entities (Cedar entity JSON).
@@ -538,9 +540,9 @@ impl Engine {
         elapsed: Duration,
         cached: bool,
     ) {
-        let show = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => parse_uid("entity", other)
+        let show = |v: &UidRef| match v {
+            UidRef::Json(serde_json::Value::String(s)) => s.clone(),
+            other => parse_uid("entity", &other.to_json())
                 .map(|u| u.to_string())
                 .unwrap_or_else(|_| other.to_string()),
         };

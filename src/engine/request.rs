@@ -3,7 +3,7 @@
 
 use cedar_policy::EntityUid;
 
-use super::{AuthzRequest, Loaded};
+use super::{AuthzRequest, Loaded, UidRef};
 use crate::policy::{PolicySnapshot, RequestError, parse_uid};
 
 /// The parsed entity references of a request.
@@ -19,10 +19,29 @@ pub(super) fn parse_request(
     request: &AuthzRequest,
 ) -> Result<RequestUids, RequestError> {
     Ok(RequestUids {
-        principal: snapshot.uid("principal", &request.principal)?,
-        action: snapshot.uid("action", &request.action)?,
-        resource: snapshot.uid("resource", &request.resource)?,
+        principal: uid(snapshot, "principal", &request.principal)?,
+        action: uid(snapshot, "action", &request.action)?,
+        resource: uid(snapshot, "resource", &request.resource)?,
     })
+}
+
+/// Parses one reference of a request: `{"type", "id"}` by looking the type
+/// up among the schema's, any other form as Cedar reads it.
+pub(super) fn uid(
+    snapshot: &PolicySnapshot,
+    field: &'static str,
+    given: &UidRef,
+) -> Result<EntityUid, RequestError> {
+    match given {
+        UidRef::Parts { ty, id } => match snapshot.type_names().get(ty.as_str()) {
+            Some(ty) => Ok(EntityUid::from_type_name_and_id(
+                ty.clone(),
+                cedar_policy::EntityId::new(id),
+            )),
+            None => parse_uid(field, &given.to_json()),
+        },
+        UidRef::Json(value) => snapshot.uid(field, value),
+    }
 }
 
 /// `request` read the AuthZEN way: its context and its entities'

@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use cedar_policy::{Entities, EntityId, EntityTypeName, EntityUid, Request};
 
-use super::{AuthzRequest, Engine, Loaded, conform, request_entities};
+use super::{AuthzRequest, Engine, Loaded, conform, request_entities, uid};
 use crate::entities::{Reader, SliceError};
 use crate::policy::{FilterPlan, PlanError, RequestError, Residuals, Side};
 
@@ -123,8 +123,8 @@ impl Engine {
                 RequestError::Schema(format!("no entity type `{kind}` in the schema")).into(),
             );
         };
-        let principal = snapshot.uid("principal", &request.principal)?;
-        let action = snapshot.uid("action", &request.action)?;
+        let principal = uid(snapshot, "principal", &request.principal)?;
+        let action = uid(snapshot, "action", &request.action)?;
         let denied = |store_revision| Planned {
             plan: FilterPlan::AlwaysDenied,
             policy_revision: loaded.revision,
@@ -178,12 +178,12 @@ impl Engine {
             return Ok(found);
         };
         let request = &search.request;
-        let action = snapshot.uid("action", &request.action)?;
+        let action = uid(snapshot, "action", &request.action)?;
         let (fixed, fixed_json) = match search.searched {
             Searched::Subject => ("resource", &request.resource),
             Searched::Resource => ("subject", &request.principal),
         };
-        let fixed = snapshot.uid(fixed, fixed_json)?;
+        let fixed = uid(snapshot, fixed, fixed_json)?;
         if !loaded.actions.contains_key(&action) {
             return Ok(found);
         }
@@ -219,8 +219,8 @@ impl Engine {
     ) -> Result<FoundActions, SearchError> {
         let loaded = self.current();
         let snapshot = &loaded.snapshot;
-        let principal = snapshot.uid("subject", &request.principal)?;
-        let resource = snapshot.uid("resource", &request.resource)?;
+        let principal = uid(snapshot, "subject", &request.principal)?;
+        let resource = uid(snapshot, "resource", &request.resource)?;
         let mut found = FoundActions {
             policy_revision: loaded.revision,
             store_revision: self.store.revision(),

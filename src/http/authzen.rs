@@ -21,7 +21,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::extract::{ApiJson, MinRevision, RequestId};
 use super::native::MAX_BATCH;
-use crate::engine::{AuthzRequest, Decided, Describer, Shape};
+use crate::engine::{AuthzRequest, Decided, Describer, Shape, UidRef};
 use crate::policy::Explanation;
 
 /// A subject or resource.
@@ -235,11 +235,11 @@ fn uid(kind: &str, id: &str) -> Value {
     json!({"type": kind, "id": id})
 }
 
-fn action_uid(action: &Action) -> Value {
+fn action_uid(action: &Action) -> UidRef {
     if action.name.contains("::") {
-        Value::String(action.name.clone())
+        Value::String(action.name.clone()).into()
     } else {
-        uid("Action", &action.name)
+        UidRef::parts("Action", &action.name)
     }
 }
 
@@ -261,9 +261,9 @@ pub(super) fn to_request(
         map.insert("action_properties".to_owned(), Value::Object(props.clone()));
     }
     AuthzRequest {
-        principal: uid(&subject.kind, &subject.id),
+        principal: UidRef::parts(&subject.kind, &subject.id),
         action: action_uid(action),
-        resource: uid(&resource.kind, &resource.id),
+        resource: UidRef::parts(&resource.kind, &resource.id),
         context,
         entities,
         described_by: Describer::Caller,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, MinRevision, RequestId};
-use crate::engine::{AuthzRequest, Decided, Describer, Shape};
+use crate::engine::{AuthzRequest, Decided, Describer, Shape, UidRef};
 use crate::policy::Explanation;
 
 /// Largest batch accepted in one call.
@@ -19,11 +19,14 @@ pub const MAX_BATCH: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct IsAuthorizedRequest {
     /// The principal.
-    pub principal: serde_json::Value,
+    #[schema(value_type = serde_json::Value)]
+    pub principal: UidRef,
     /// The action, e.g. `Action::"billing.read"`.
-    pub action: serde_json::Value,
+    #[schema(value_type = serde_json::Value)]
+    pub action: UidRef,
     /// The resource.
-    pub resource: serde_json::Value,
+    #[schema(value_type = serde_json::Value)]
+    pub resource: UidRef,
     /// The request context.
     #[serde(default)]
     pub context: Option<serde_json::Value>,
@@ -50,9 +53,9 @@ impl From<IsAuthorizedRequest> for AuthzRequest {
 
 /// A host application's request, read as Cedar reads JSON.
 fn native(
-    principal: serde_json::Value,
-    action: serde_json::Value,
-    resource: serde_json::Value,
+    principal: UidRef,
+    action: UidRef,
+    resource: UidRef,
     context: Option<serde_json::Value>,
     entities: Vec<serde_json::Value>,
 ) -> AuthzRequest {
@@ -247,9 +250,9 @@ pub async fn plan(
     state.engine.at_least(min.or(req.min_revision)).await?;
     // The resource is what the plan is about: any of `resource_type`.
     let request = native(
-        req.principal,
-        req.action,
-        serde_json::Value::Null,
+        req.principal.into(),
+        req.action.into(),
+        serde_json::Value::Null.into(),
         req.context,
         req.entities,
     );

@@ -16,7 +16,7 @@ use super::invite::Prepared;
 use super::service::{Actor, InviteService};
 use super::uid::ModelUid;
 use crate::audit::{self, Event};
-use crate::engine::{AuthzRequest, Describer, Shape};
+use crate::engine::{AuthzRequest, Describer, Shape, UidRef};
 use crate::policy::{Decision, Explanation, PolicySnapshot};
 
 /// The organization-level action asked before a request about an
@@ -62,9 +62,9 @@ impl InviteService {
         let mut context = q.context;
         context.insert("mfa".to_owned(), Value::Bool(actor.mfa));
         let mut request = AuthzRequest {
-            principal: ModelUid::user(user_id).json(),
-            action: json!({"type": "Action", "id": q.action}),
-            resource: q.resource.json(),
+            principal: ModelUid::user(user_id).json().into(),
+            action: UidRef::parts("Action", q.action),
+            resource: q.resource.json().into(),
             context: Value::Object(context),
             entities: q.entities,
             described_by: Describer::Sidecar,
@@ -260,9 +260,9 @@ impl InviteService {
     /// the links they sent, in that same write).
     pub(crate) async fn can_invite(&self, org_id: &str, user_id: &str, as_if: Vec<Value>) -> bool {
         let request = AuthzRequest {
-            principal: ModelUid::user(user_id).json(),
-            action: json!({"type": "Action", "id": "users.invite"}),
-            resource: ModelUid::organization(org_id).json(),
+            principal: ModelUid::user(user_id).json().into(),
+            action: UidRef::parts("Action", "users.invite"),
+            resource: ModelUid::organization(org_id).json().into(),
             context: json!({"mfa": true}),
             entities: as_if,
             described_by: Describer::Sidecar,

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::members::is_last_active_manager;
@@ -21,7 +21,7 @@ use super::service::{Actor, InviteService};
 use super::store;
 use super::uid::ModelUid;
 use super::{InviteError, project};
-use crate::engine::{AuthzRequest, Describer, Shape};
+use crate::engine::{AuthzRequest, Describer, Shape, UidRef};
 
 /// The id a not-yet-created organization is asked about as (one no
 /// organization can have: ids are lower-case letters, digits, `-`, `_`).
@@ -394,9 +394,9 @@ fn request(user_id: &str, mfa: bool, control: &Control) -> AuthzRequest {
         }
     };
     AuthzRequest {
-        principal: ModelUid::user(user_id).json(),
-        action: json!({"type": "Action", "id": control.action}),
-        resource: resource.json(),
+        principal: ModelUid::user(user_id).json().into(),
+        action: UidRef::parts("Action", control.action),
+        resource: resource.json().into(),
         context: Value::Object(context),
         entities,
         described_by: Describer::Sidecar,
@@ -407,6 +407,7 @@ fn request(user_id: &str, mfa: bool, control: &Control) -> AuthzRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_control_not_asked_is_not_allowed() {
@@ -430,7 +431,7 @@ mod tests {
         let resend = request("me", false, &Control::member("invitations.resend", &member));
         assert!(resend.context.get("lastActiveManager").is_none());
         assert_eq!(
-            resend.resource,
+            resend.resource.to_json(),
             json!({"type": "Membership", "id": "acme/u1"})
         );
     }

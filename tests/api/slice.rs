@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cedargate::config::DatabaseUrl;
 use cedargate::decisionlog::DecisionLog;
-use cedargate::engine::{AuthzRequest, Describer, Engine, Shape};
+use cedargate::engine::{AuthzRequest, Describer, Engine, Shape, UidRef};
 use cedargate::entities::{DEFAULT_CHANGE_LOG_KEEP, EntityStore};
 use cedargate::metrics::Metrics;
 use cedargate::policy::PolicyArgs;
@@ -196,9 +196,9 @@ async fn engine(dir: &std::path::Path, policies: &str) -> (Engine, cedar_policy:
 
 fn request(principal: (&str, &str), resource: (&str, &str), entities: Vec<Value>) -> AuthzRequest {
     AuthzRequest {
-        principal: json!({"type": principal.0, "id": principal.1}),
-        action: json!({"type": "Action", "id": "read"}),
-        resource: json!({"type": resource.0, "id": resource.1}),
+        principal: UidRef::parts(principal.0, principal.1),
+        action: UidRef::parts("Action", "read"),
+        resource: UidRef::parts(resource.0, resource.1),
         context: json!({}),
         entities,
         described_by: Describer::Caller,
