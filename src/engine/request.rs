@@ -33,11 +33,8 @@ pub(super) fn uid(
     given: &UidRef,
 ) -> Result<EntityUid, RequestError> {
     match given {
-        UidRef::Parts { ty, id } => match snapshot.type_names().get(ty.as_str()) {
-            Some(ty) => Ok(EntityUid::from_type_name_and_id(
-                ty.clone(),
-                cedar_policy::EntityId::new(id),
-            )),
+        UidRef::Parts { ty, id } => match snapshot.known_uid(ty, id) {
+            Some(uid) => Ok(uid),
             None => parse_uid(field, &given.to_json()),
         },
         UidRef::Json(value) => snapshot.uid(field, value),

@@ -221,6 +221,15 @@ impl PolicySnapshot {
         }
     }
 
+    /// `ty` and `id` as a uid, when `ty` is one of the schema's type names.
+    pub fn known_uid(&self, ty: &str, id: &str) -> Option<EntityUid> {
+        let ty = self.type_names.get(ty)?;
+        Some(EntityUid::from_type_name_and_id(
+            ty.clone(),
+            cedar_policy::EntityId::new(id),
+        ))
+    }
+
     /// The schema's entity type names (actions' too) by their text.
     pub fn type_names(&self) -> &TypeNames {
         &self.type_names
