@@ -25,7 +25,8 @@ st=""
 if command -v schemathesis >/dev/null 2>&1 && new_enough schemathesis; then
   st=schemathesis
 else
-  venv=target/schemathesis-venv
+  # Absolute: schemathesis runs from a temporary directory (below).
+  venv="$PWD/target/schemathesis-venv"
   if ! [ -x "$venv/bin/schemathesis" ] || ! new_enough "$venv/bin/schemathesis"; then
     echo "--- installing schemathesis into $venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
