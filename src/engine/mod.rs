@@ -375,6 +375,12 @@ impl Engine {
         // answer if it read any of it.
         let epoch = self.store.epoch();
         let parsed = parse_request(&loaded.snapshot, request);
+        // Before `parsed` is consumed: the log shows the uids parsed here
+        // instead of parsing the request's references again.
+        let logged = self
+            .log
+            .wants()
+            .then(|| logged_uids(parsed.as_ref().ok(), request));
         let conformed = match (&parsed, request.shape) {
             (Ok(uids), Shape::AuthZen) => Some(conform(&loaded.snapshot, &uids.action, request)),
             _ => None,
@@ -427,8 +433,9 @@ impl Engine {
         };
         let elapsed = started.elapsed();
         self.observe(&decision, hit, elapsed);
-        if self.log.wants() {
+        if let Some(uids) = logged {
             self.log_decision(
+                &uids,
                 request,
                 request_id,
                 &decision,
@@ -531,8 +538,10 @@ impl Engine {
         m.decision_seconds.observe(elapsed.as_secs_f64());
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one record's fields, private")]
     fn log_decision(
         &self,
+        [principal, action, resource]: &[String; 3],
         request: &AuthzRequest,
         request_id: &str,
         decision: &Decision,
@@ -540,12 +549,6 @@ impl Engine {
         elapsed: Duration,
         cached: bool,
     ) {
-        let show = |v: &UidRef| match v {
-            UidRef::Json(serde_json::Value::String(s)) => s.clone(),
-            other => parse_uid("entity", &other.to_json())
-                .map(|u| u.to_string())
-                .unwrap_or_else(|_| other.to_string()),
-        };
         let time_ms = crate::clock::unix_now_ms();
         let (context, redacted) = if self.log.logs_requests() {
             let (context, redacted) = self.log.redacted_context(&request.context);
@@ -556,9 +559,9 @@ impl Engine {
         self.log.write(&DecisionRecord {
             request_id,
             time_ms,
-            principal: &show(&request.principal),
-            action: &show(&request.action),
-            resource: &show(&request.resource),
+            principal,
+            action,
+            resource,
             decision: decision.as_str(),
             reasons: &decision.reasons,
             errors: &crate::decisionlog::withhold_context(&decision.errors, &request.context),
@@ -649,4 +652,22 @@ fn pass_suites(snapshot: &PolicySnapshot, policies: &std::path::Path) -> Result<
     let mut report = String::new();
     crate::policytest::print_failures(&run, snapshot, &mut report);
     Err(LoadError::TestsFailed { failed, report })
+}
+
+/// The principal, action and resource as the decision log shows them: a
+/// reference given as text as it was given, any other as Cedar writes the
+/// uid (`parsed`, when the request's references all parsed).
+fn logged_uids(parsed: Option<&RequestUids>, request: &AuthzRequest) -> [String; 3] {
+    let show = |given: &UidRef, parsed: Option<&EntityUid>| match (given, parsed) {
+        (UidRef::Json(serde_json::Value::String(s)), _) => s.clone(),
+        (_, Some(uid)) => uid.to_string(),
+        (other, None) => parse_uid("entity", &other.to_json())
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| other.to_string()),
+    };
+    [
+        show(&request.principal, parsed.map(|p| &p.principal)),
+        show(&request.action, parsed.map(|p| &p.action)),
+        show(&request.resource, parsed.map(|p| &p.resource)),
+    ]
 }
